@@ -1,0 +1,311 @@
+package authz
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// CheckRequest asks whether Subject has Permission on Resource.
+type CheckRequest struct {
+	Subject     object.Ref
+	Permission  string
+	Resource    object.Ref
+	Consistency engine.Consistency
+}
+
+// CheckResult is the answer to a CheckRequest. Allowed is true only for a
+// definite yes.
+type CheckResult struct {
+	Allowed bool
+	Token   string
+}
+
+// Check answers req after making sure that caller may ask it: a principal
+// may always ask about itself, and about any other subject only with
+// inspect on the resource.
+func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest) (CheckResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if err := validateCheck(req); err != nil {
+		return CheckResult{}, err
+	}
+	if req.Subject != caller {
+		if err := s.require(ctx, caller, "inspect", req.Resource); err != nil {
+			return CheckResult{}, err
+		}
+	}
+
+	d, err := s.engine.Check(ctx, engine.CheckRequest{
+		Resource:        req.Resource,
+		Permission:      req.Permission,
+		Subject:         req.Subject,
+		SubjectRelation: subjectRelation(req.Subject),
+		Consistency:     req.Consistency,
+	})
+	if err != nil {
+		return CheckResult{}, err
+	}
+	if d.Conditional {
+		s.logger.WarnContext(ctx, "conditional check result treated as deny",
+			"subject", req.Subject.String(), "permission", req.Permission, "resource", req.Resource.String())
+	}
+	return CheckResult{Allowed: d.Allowed, Token: d.Token}, nil
+}
+
+func validateCheck(req CheckRequest) error {
+	if !validPermission(req.Permission) {
+		return invalid("permission %q is not one of %v", req.Permission, Permissions)
+	}
+	if !object.IsResourceType(req.Resource.Type) {
+		return invalid("resource type %q cannot be checked", req.Resource.Type)
+	}
+	return nil
+}
+
+// BulkItem is the answer to one check of a bulk request: a result, or Err
+// when that check was invalid, not permitted to the caller, or failed.
+type BulkItem struct {
+	Result CheckResult
+	Err    error
+}
+
+// CheckBulk answers every request, all at one snapshot. Each item is
+// authorized on its own, exactly as Check would, and fails on its own.
+func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []CheckRequest, consistency engine.Consistency) ([]BulkItem, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if len(reqs) == 0 || len(reqs) > s.limits.MaxBulkChecks {
+		return nil, invalid("checks must contain 1 to %d items", s.limits.MaxBulkChecks)
+	}
+	items := make([]BulkItem, len(reqs))
+
+	// Find the items the caller may not ask, with one bulk call for inspect
+	// and one for view (to tell forbidden from not found).
+	var gates []engine.CheckRequest
+	var gated []int
+	for i, req := range reqs {
+		if err := validateCheck(req); err != nil {
+			items[i].Err = err
+			continue
+		}
+		if req.Subject != caller {
+			gates = append(gates,
+				engine.CheckRequest{Resource: req.Resource, Permission: "inspect", Subject: caller},
+				engine.CheckRequest{Resource: req.Resource, Permission: "view", Subject: caller})
+			gated = append(gated, i)
+		}
+	}
+	if len(gates) > 0 {
+		results, err := s.engine.CheckBulk(ctx, gates, engine.Consistency{})
+		if err != nil {
+			return nil, err
+		}
+		for n, i := range gated {
+			inspect, view := results[2*n], results[2*n+1]
+			switch {
+			case inspect.Err != nil:
+				items[i].Err = inspect.Err
+			case inspect.Decision.Allowed:
+			case view.Err == nil && view.Decision.Allowed:
+				items[i].Err = fmt.Errorf("%w: %s lacks \"inspect\" on %s", ErrForbidden, caller, reqs[i].Resource)
+			default:
+				items[i].Err = fmt.Errorf("%w: %s", ErrNotFound, reqs[i].Resource)
+			}
+		}
+	}
+
+	// Answer the rest in one call.
+	var checks []engine.CheckRequest
+	var asked []int
+	for i, req := range reqs {
+		if items[i].Err != nil {
+			continue
+		}
+		checks = append(checks, engine.CheckRequest{
+			Resource: req.Resource, Permission: req.Permission,
+			Subject: req.Subject, SubjectRelation: subjectRelation(req.Subject),
+		})
+		asked = append(asked, i)
+	}
+	if len(checks) == 0 {
+		return items, nil
+	}
+	results, err := s.engine.CheckBulk(ctx, checks, consistency)
+	if err != nil {
+		return nil, err
+	}
+	for n, i := range asked {
+		if results[n].Err != nil {
+			items[i].Err = results[n].Err
+			continue
+		}
+		items[i].Result = CheckResult{Allowed: results[n].Decision.Allowed, Token: results[n].Decision.Token}
+	}
+	return items, nil
+}
+
+// LookupResourcesRequest asks for the resources of ResourceType on which
+// Subject has Permission.
+type LookupResourcesRequest struct {
+	Subject      object.Ref
+	Permission   string
+	ResourceType string
+	PageSize     int
+	PageToken    string
+	Consistency  engine.Consistency
+}
+
+// LookupResources returns one page of resources on which the subject has the
+// permission. About itself a caller sees everything; about another subject
+// only resources on which the caller has inspect, so a page can be shorter
+// than the page size while more pages follow.
+func (s *Service) LookupResources(ctx context.Context, caller object.Ref, req LookupResourcesRequest) ([]object.Ref, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !validPermission(req.Permission) {
+		return nil, "", invalid("permission %q is not one of %v", req.Permission, Permissions)
+	}
+	if !object.IsResourceType(req.ResourceType) {
+		return nil, "", invalid("resource_type %q is not one of org, workspace, project, document, group", req.ResourceType)
+	}
+	size, err := s.pageSize(req.PageSize)
+	if err != nil {
+		return nil, "", err
+	}
+
+	ids, next, err := s.engine.LookupResources(ctx, engine.LookupResourcesRequest{
+		ResourceType:    req.ResourceType,
+		Permission:      req.Permission,
+		Subject:         req.Subject,
+		SubjectRelation: subjectRelation(req.Subject),
+		Consistency:     req.Consistency,
+		Limit:           uint32(size),
+		Cursor:          req.PageToken,
+	})
+	if err != nil {
+		if req.PageToken != "" {
+			err = pageTokenError(err)
+		}
+		return nil, "", err
+	}
+	refs := make([]object.Ref, len(ids))
+	for i, id := range ids {
+		refs[i] = object.Ref{Type: req.ResourceType, ID: id}
+	}
+	if req.Subject == caller || len(refs) == 0 {
+		return refs, next, nil
+	}
+
+	// About another subject: keep only what the caller may inspect.
+	gates := make([]engine.CheckRequest, len(refs))
+	for i, ref := range refs {
+		gates[i] = engine.CheckRequest{Resource: ref, Permission: "inspect", Subject: caller}
+	}
+	results, err := s.engine.CheckBulk(ctx, gates, engine.Consistency{})
+	if err != nil {
+		return nil, "", err
+	}
+	visible := refs[:0]
+	for i, ref := range refs {
+		if results[i].Err == nil && results[i].Decision.Allowed {
+			visible = append(visible, ref)
+		}
+	}
+	return visible, next, nil
+}
+
+// LookupSubjectsRequest asks for the subjects of SubjectType that have
+// Permission on Resource.
+type LookupSubjectsRequest struct {
+	Resource    object.Ref
+	Permission  string
+	SubjectType string
+	PageSize    int
+	PageToken   string
+	Consistency engine.Consistency
+}
+
+// LookupSubjects returns one page of subjects, sorted by id, that have the
+// permission on the resource. The caller needs inspect on the resource.
+// Page tokens carry the last id returned.
+func (s *Service) LookupSubjects(ctx context.Context, caller object.Ref, req LookupSubjectsRequest) ([]object.Ref, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !validPermission(req.Permission) {
+		return nil, "", invalid("permission %q is not one of %v", req.Permission, Permissions)
+	}
+	if !object.IsResourceType(req.Resource.Type) {
+		return nil, "", invalid("resource type %q cannot be looked up", req.Resource.Type)
+	}
+	switch req.SubjectType {
+	case object.TypeUser, object.TypeService, object.TypeGroup:
+	default:
+		return nil, "", invalid("subject_type %q is not one of user, service, group", req.SubjectType)
+	}
+	size, err := s.pageSize(req.PageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodeAfter(req.PageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.require(ctx, caller, "inspect", req.Resource); err != nil {
+		return nil, "", err
+	}
+
+	relation := subjectRelation(object.Ref{Type: req.SubjectType})
+	ids, truncated, err := s.engine.LookupSubjects(ctx, engine.LookupSubjectsRequest{
+		Resource: req.Resource, Permission: req.Permission,
+		SubjectType: req.SubjectType, SubjectRelation: relation,
+		Consistency: req.Consistency,
+	}, s.limits.MaxLookupSubjects)
+	if err != nil {
+		return nil, "", err
+	}
+	if truncated {
+		return nil, "", fmt.Errorf("%w: more than %d subjects have %q on %s; narrow the question", ErrConflict, s.limits.MaxLookupSubjects, req.Permission, req.Resource)
+	}
+
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	start, _ := slices.BinarySearch(ids, after)
+	if after != "" && start < len(ids) && ids[start] == after {
+		start++
+	}
+	end := min(start+size, len(ids))
+	page := make([]object.Ref, 0, end-start)
+	for _, id := range ids[start:end] {
+		page = append(page, object.Ref{Type: req.SubjectType, ID: id})
+	}
+	next := ""
+	if end < len(ids) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(ids[end-1]))
+	}
+	return page, next, nil
+}
+
+func decodeAfter(token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	after, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(after) == 0 || len(after) > 1024 {
+		return "", invalid("page_token is not valid")
+	}
+	return string(after), nil
+}
+
+// IsUnavailable reports whether err means SpiceDB did not answer, so the
+// request may be retried.
+func IsUnavailable(err error) bool { return errors.Is(err, engine.ErrUnavailable) }

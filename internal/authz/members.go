@@ -1,0 +1,256 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// Member is one subject's direct role on a resource.
+type Member struct {
+	Subject object.Ref
+	Role    string
+
+	// ExpiresAt is set for a role that ends by itself.
+	ExpiresAt *time.Time
+}
+
+// RoleChange describes what SetMember or RemoveMember did. Before and After
+// are empty when the subject held no role before or holds none after.
+type RoleChange struct {
+	Resource object.Ref
+	Subject  object.Ref
+	Before   string
+	After    string
+	Token    string
+}
+
+// SetMember gives subject the direct role on resource, replacing any direct
+// role it held there: a subject holds at most one direct role per resource.
+// The caller needs manage, and manage_owners when the change makes or
+// unmakes an org owner.
+func (s *Service) SetMember(ctx context.Context, caller, resource, subject object.Ref, role string) (RoleChange, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !object.IsResourceType(resource.Type) {
+		return RoleChange{}, fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	if !validRole(resource.Type, role) {
+		return RoleChange{}, invalid("role %q does not exist on a %s; valid roles: %v", role, resource.Type, Roles(resource.Type))
+	}
+	if role == "app" && subject.Type != object.TypeService {
+		return RoleChange{}, invalid("only a service can hold the app role")
+	}
+	if subject == resource {
+		return RoleChange{}, invalid("a group cannot be a member of itself")
+	}
+	if err := s.require(ctx, caller, "manage", resource); err != nil {
+		return RoleChange{}, err
+	}
+	if err := s.requireSameOrg(ctx, resource, subject); err != nil {
+		return RoleChange{}, err
+	}
+
+	before, err := s.directRole(ctx, resource, subject)
+	if err != nil {
+		return RoleChange{}, err
+	}
+	if err := s.requireOwnerChange(ctx, caller, resource, before, role); err != nil {
+		return RoleChange{}, err
+	}
+
+	// Delete every other role and touch the new one in one write, so that
+	// concurrent changes still leave exactly one direct role.
+	updates := s.roleDeletes(resource, subject, role)
+	updates = append(updates, update(v1.RelationshipUpdate_OPERATION_TOUCH, resource, role, subject, subjectRelation(subject)))
+	token, err := s.engine.Write(ctx, updates, []*v1.Precondition{existsPrecondition(resource)})
+	if err != nil {
+		return RoleChange{}, s.explainMemberFailure(resource, err)
+	}
+	return RoleChange{Resource: resource, Subject: subject, Before: before, After: role, Token: token}, nil
+}
+
+// RemoveMember removes subject's direct role on resource. Removing a role
+// that does not exist succeeds and changes nothing.
+func (s *Service) RemoveMember(ctx context.Context, caller, resource, subject object.Ref) (RoleChange, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !object.IsResourceType(resource.Type) {
+		return RoleChange{}, fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	if err := s.require(ctx, caller, "manage", resource); err != nil {
+		return RoleChange{}, err
+	}
+	before, err := s.directRole(ctx, resource, subject)
+	if err != nil {
+		return RoleChange{}, err
+	}
+	if err := s.requireOwnerChange(ctx, caller, resource, before, ""); err != nil {
+		return RoleChange{}, err
+	}
+
+	token, err := s.engine.Write(ctx, s.roleDeletes(resource, subject, ""), nil)
+	if err != nil {
+		return RoleChange{}, err
+	}
+	return RoleChange{Resource: resource, Subject: subject, Before: before, Token: token}, nil
+}
+
+// ListMembers returns one page of resource's direct members, ordered by
+// SpiceDB's cursor. The caller needs manage.
+func (s *Service) ListMembers(ctx context.Context, caller, resource object.Ref, pageSize int, pageToken string) ([]Member, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !object.IsResourceType(resource.Type) {
+		return nil, "", fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	size, err := s.pageSize(pageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.require(ctx, caller, "manage", resource); err != nil {
+		return nil, "", err
+	}
+
+	var cursor *v1.Cursor
+	if pageToken != "" {
+		cursor = &v1.Cursor{Token: pageToken}
+	}
+	rels, next, err := s.engine.Read(ctx, &v1.RelationshipFilter{ResourceType: resource.Type, OptionalResourceId: resource.ID}, uint32(size), cursor)
+	if err != nil {
+		if pageToken != "" {
+			err = pageTokenError(err)
+		}
+		return nil, "", err
+	}
+	members := make([]Member, 0, len(rels))
+	for _, rel := range rels {
+		if !validRole(resource.Type, rel.GetRelation()) {
+			continue // the parent link, not a role
+		}
+		m := Member{
+			Subject: object.Ref{Type: rel.GetSubject().GetObject().GetObjectType(), ID: rel.GetSubject().GetObject().GetObjectId()},
+			Role:    rel.GetRelation(),
+		}
+		if exp := rel.GetOptionalExpiresAt(); exp != nil {
+			t := exp.AsTime()
+			m.ExpiresAt = &t
+		}
+		members = append(members, m)
+	}
+	nextToken := ""
+	if next != nil {
+		nextToken = next.GetToken()
+	}
+	return members, nextToken, nil
+}
+
+// directRole returns subject's direct role on resource, or "" when it holds
+// none.
+func (s *Service) directRole(ctx context.Context, resource, subject object.Ref) (string, error) {
+	rels, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
+		ResourceType:       resource.Type,
+		OptionalResourceId: resource.ID,
+		OptionalSubjectFilter: &v1.SubjectFilter{
+			SubjectType:       subject.Type,
+			OptionalSubjectId: subject.ID,
+		},
+	}, 100, nil)
+	if err != nil {
+		return "", err
+	}
+	// With several roles (written around Gatehouse), report the strongest.
+	for _, role := range Roles(resource.Type) {
+		if slices.ContainsFunc(rels, func(r *v1.Relationship) bool { return r.GetRelation() == role }) {
+			return role, nil
+		}
+	}
+	return "", nil
+}
+
+// requireOwnerChange enforces that only owners make or unmake org owners,
+// and that an org keeps at least one owner.
+func (s *Service) requireOwnerChange(ctx context.Context, caller, resource object.Ref, before, after string) error {
+	if resource.Type != object.TypeOrg || (before != "owner" && after != "owner") {
+		return nil
+	}
+	ok, err := s.allowed(ctx, caller, "manage_owners", resource)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: only owners of %s can make or remove owners", ErrForbidden, resource)
+	}
+	if before != "owner" || after == "owner" {
+		return nil
+	}
+	owners, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
+		ResourceType: resource.Type, OptionalResourceId: resource.ID, OptionalRelation: "owner",
+	}, 2, nil)
+	if err != nil {
+		return err
+	}
+	if len(owners) < 2 {
+		return fmt.Errorf("%w: %s would have no owner left; make another owner first", ErrConflict, resource)
+	}
+	return nil
+}
+
+// requireSameOrg rejects a group subject from another org: roles never
+// cross tenants.
+func (s *Service) requireSameOrg(ctx context.Context, resource, subject object.Ref) error {
+	if subject.Type != object.TypeGroup {
+		return nil
+	}
+	resourceOrg, err := s.orgOf(ctx, resource)
+	if err != nil {
+		return err
+	}
+	groupOrg, err := s.orgOf(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+	}
+	if groupOrg != resourceOrg {
+		// The other org's group must look exactly like a missing one.
+		return fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+	}
+	return nil
+}
+
+// roleDeletes returns deletes of every direct role of subject on resource
+// except keep. Deleting a relationship that does not exist is a no-op.
+func (s *Service) roleDeletes(resource, subject object.Ref, keep string) []*v1.RelationshipUpdate {
+	var updates []*v1.RelationshipUpdate
+	for _, role := range Roles(resource.Type) {
+		if role == keep || (role == "app" && subject.Type != object.TypeService) {
+			continue
+		}
+		updates = append(updates, update(v1.RelationshipUpdate_OPERATION_DELETE, resource, role, subject, subjectRelation(subject)))
+	}
+	return updates
+}
+
+func (s *Service) explainMemberFailure(resource object.Ref, err error) error {
+	if isPrecondition(err) {
+		return fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	return err
+}
+
+func (s *Service) pageSize(requested int) (int, error) {
+	switch {
+	case requested == 0:
+		return s.limits.DefaultPageSize, nil
+	case requested < 0 || requested > s.limits.MaxPageSize:
+		return 0, invalid("page_size must be between 1 and %d", s.limits.MaxPageSize)
+	}
+	return requested, nil
+}

@@ -1,0 +1,244 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// CreateRequest creates Resource under Parent (empty for an org).
+type CreateRequest struct {
+	Resource object.Ref
+	Parent   object.Ref
+
+	// Owner receives the creator role in place of the caller. Only a
+	// service may name one, when it creates a resource for a user.
+	Owner object.Ref
+}
+
+// Created describes a new resource.
+type Created struct {
+	Resource object.Ref
+	Parent   object.Ref
+	Owner    object.Ref
+	Role     string
+	Token    string
+}
+
+// Create writes a new resource, its link to its parent and its creator's
+// role, all in one atomic write. Ids are unique per type across all orgs, so
+// a taken id is ErrConflict wherever the other resource lives.
+func (s *Service) Create(ctx context.Context, caller object.Ref, req CreateRequest) (Created, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	// Validate the shape before asking SpiceDB anything.
+	wantParent, needsParent := object.ParentType(req.Resource.Type)
+	switch {
+	case !object.IsResourceType(req.Resource.Type):
+		return Created{}, invalid("resource type %q cannot be created", req.Resource.Type)
+	case needsParent && req.Parent.IsZero():
+		return Created{}, invalid("a %s needs a parent of type %s", req.Resource.Type, wantParent)
+	case !needsParent && !req.Parent.IsZero():
+		return Created{}, invalid("an org has no parent")
+	case needsParent && req.Parent.Type != wantParent:
+		return Created{}, invalid("the parent of a %s must be a %s, not a %s", req.Resource.Type, wantParent, req.Parent.Type)
+	}
+	owner := caller
+	if !req.Owner.IsZero() && req.Owner != caller {
+		if caller.Type != object.TypeService {
+			return Created{}, fmt.Errorf("%w: only a service may create a resource for another principal", ErrForbidden)
+		}
+		if !req.Owner.IsPrincipal() {
+			return Created{}, invalid("owner must be a user or a service, not %s", req.Owner)
+		}
+		owner = req.Owner
+	}
+
+	// Any authenticated principal may found an org; below that, the caller
+	// needs create on the parent.
+	if needsParent {
+		if err := s.require(ctx, caller, "create", req.Parent); err != nil {
+			return Created{}, err
+		}
+	}
+
+	// Write the parent link and the owner's role, on condition that the id
+	// is free and the parent still exists.
+	parentLink := req.Parent
+	if !needsParent {
+		parentLink = platform
+	}
+	role := creatorRole[req.Resource.Type]
+	updates := []*v1.RelationshipUpdate{
+		update(v1.RelationshipUpdate_OPERATION_CREATE, req.Resource, object.ParentRelation(req.Resource.Type), parentLink, ""),
+		update(v1.RelationshipUpdate_OPERATION_CREATE, req.Resource, role, owner, ""),
+	}
+	preconditions := []*v1.Precondition{{
+		Operation: v1.Precondition_OPERATION_MUST_NOT_MATCH,
+		Filter:    &v1.RelationshipFilter{ResourceType: req.Resource.Type, OptionalResourceId: req.Resource.ID},
+	}}
+	if needsParent {
+		preconditions = append(preconditions, existsPrecondition(req.Parent))
+	}
+	token, err := s.engine.Write(ctx, updates, preconditions)
+	if err != nil {
+		return Created{}, s.explainCreateFailure(ctx, req, err)
+	}
+	return Created{Resource: req.Resource, Parent: req.Parent, Owner: owner, Role: role, Token: token}, nil
+}
+
+// explainCreateFailure turns a failed precondition into ErrConflict (the id
+// is taken) or ErrNotFound (the parent went away meanwhile).
+func (s *Service) explainCreateFailure(ctx context.Context, req CreateRequest, err error) error {
+	if !errors.Is(err, engine.ErrPreconditionFailed) {
+		return err
+	}
+	taken, lookupErr := s.engine.Exists(ctx, req.Resource)
+	if lookupErr != nil {
+		return lookupErr
+	}
+	if taken {
+		return fmt.Errorf("%w: %s already exists", ErrConflict, req.Resource)
+	}
+	return fmt.Errorf("%w: %s", ErrNotFound, req.Parent)
+}
+
+// Delete removes resource, its descendants, and every relationship that
+// names any of them as resource or subject. The caller needs delete on it.
+//
+// Descendants are removed before their ancestors, so a delete interrupted
+// part way leaves the resource in place and can simply be repeated, and no
+// partial state grants more access than before.
+func (s *Service) Delete(ctx context.Context, caller object.Ref, resource object.Ref) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !object.IsResourceType(resource.Type) {
+		return "", fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	if err := s.require(ctx, caller, "delete", resource); err != nil {
+		return "", err
+	}
+
+	tree, err := s.descendants(ctx, resource)
+	if err != nil {
+		return "", err
+	}
+	var token string
+	for i := len(tree) - 1; i >= 0; i-- {
+		if token, err = s.deleteObject(ctx, tree[i]); err != nil {
+			return "", fmt.Errorf("delete %s: %w", tree[i], err)
+		}
+	}
+	return token, nil
+}
+
+// descendants returns root followed by every object below it, parents
+// before children.
+func (s *Service) descendants(ctx context.Context, root object.Ref) ([]object.Ref, error) {
+	tree := []object.Ref{root}
+	for i := 0; i < len(tree); i++ {
+		parent := tree[i]
+		for _, childType := range object.ChildTypes(parent.Type) {
+			filter := &v1.RelationshipFilter{
+				ResourceType:     childType,
+				OptionalRelation: object.ParentRelation(childType),
+				OptionalSubjectFilter: &v1.SubjectFilter{
+					SubjectType:       parent.Type,
+					OptionalSubjectId: parent.ID,
+				},
+			}
+			var cursor *v1.Cursor
+			for {
+				rels, next, err := s.engine.Read(ctx, filter, 1000, cursor)
+				if err != nil {
+					return nil, err
+				}
+				for _, rel := range rels {
+					tree = append(tree, object.Ref{Type: childType, ID: rel.GetResource().GetObjectId()})
+				}
+				if len(tree) > s.limits.MaxDeleteObjects {
+					return nil, fmt.Errorf("%w: %s has more than %d descendants; delete some of them first", ErrConflict, root, s.limits.MaxDeleteObjects)
+				}
+				if next == nil {
+					break
+				}
+				cursor = next
+			}
+		}
+	}
+	return tree, nil
+}
+
+// deleteObject removes every relationship naming ref as resource, then every
+// one naming it as subject.
+func (s *Service) deleteObject(ctx context.Context, ref object.Ref) (string, error) {
+	filters := []*v1.RelationshipFilter{
+		{ResourceType: ref.Type, OptionalResourceId: ref.ID},
+		{OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: ref.Type, OptionalSubjectId: ref.ID}},
+	}
+	var token string
+	for _, filter := range filters {
+		var err error
+		if token, err = s.engine.DeleteMatching(ctx, filter, nil); err != nil {
+			return "", err
+		}
+	}
+	return token, nil
+}
+
+// existsPrecondition holds while ref's parent link (an org's link to the
+// platform) exists, which is what existence means in Gatehouse.
+func existsPrecondition(ref object.Ref) *v1.Precondition {
+	return &v1.Precondition{
+		Operation: v1.Precondition_OPERATION_MUST_MATCH,
+		Filter: &v1.RelationshipFilter{
+			ResourceType:       ref.Type,
+			OptionalResourceId: ref.ID,
+			OptionalRelation:   object.ParentRelation(ref.Type),
+		},
+	}
+}
+
+// orgOf returns the org that ref belongs to, walking up its parent links.
+func (s *Service) orgOf(ctx context.Context, ref object.Ref) (object.Ref, error) {
+	for ref.Type != object.TypeOrg {
+		parentType, ok := object.ParentType(ref.Type)
+		if !ok {
+			return object.Ref{}, fmt.Errorf("%w: %s belongs to no org", ErrNotFound, ref)
+		}
+		rels, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
+			ResourceType:       ref.Type,
+			OptionalResourceId: ref.ID,
+			OptionalRelation:   object.ParentRelation(ref.Type),
+		}, 1, nil)
+		if err != nil {
+			return object.Ref{}, err
+		}
+		if len(rels) == 0 {
+			return object.Ref{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
+		}
+		ref = object.Ref{Type: parentType, ID: rels[0].GetSubject().GetObject().GetObjectId()}
+	}
+	return ref, nil
+}
+
+func update(op v1.RelationshipUpdate_Operation, resource object.Ref, relation string, subject object.Ref, subjectRelation string) *v1.RelationshipUpdate {
+	return &v1.RelationshipUpdate{
+		Operation: op,
+		Relationship: &v1.Relationship{
+			Resource: &v1.ObjectReference{ObjectType: resource.Type, ObjectId: resource.ID},
+			Relation: relation,
+			Subject: &v1.SubjectReference{
+				Object:           &v1.ObjectReference{ObjectType: subject.Type, ObjectId: subject.ID},
+				OptionalRelation: subjectRelation,
+			},
+		},
+	}
+}

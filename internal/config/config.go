@@ -1,0 +1,388 @@
+// Package config loads and validates the Gatehouse configuration file, the
+// YAML document that `gatehouse serve --config` reads at start-up.
+//
+// Decoding is strict: an unknown or misspelled key is an error, and every
+// validation error names the key (for example "issuers[1].audiences") and,
+// when the value came from a file, its line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// MaxFileSize is the largest configuration file, in bytes, that Load and
+// Parse accept.
+const MaxFileSize = 1 << 20
+
+// DefaultSubjectClaim is the claim that identifies the principal when
+// Claims.Subject is empty.
+const DefaultSubjectClaim = "sub"
+
+// File is the whole configuration file.
+type File struct {
+	// Issuers are the identity providers whose access tokens Gatehouse
+	// accepts. An empty list is valid but accepts no token, unless the
+	// caller adds an issuer of its own (as `gatehouse serve --dev` does).
+	Issuers []Issuer `yaml:"issuers"`
+
+	// root is the parsed YAML tree when the File came from Parse. Validate
+	// uses it to add line numbers to its errors.
+	root *yaml.Node
+}
+
+// Issuer is one trusted token issuer (an OpenID Connect provider).
+type Issuer struct {
+	// Name is the issuer's short name, used as the prefix of principal ids
+	// ("user:<name>|<subject>"). Required. It must match
+	// object.IssuerNamePattern and be unique.
+	Name string `yaml:"name"`
+
+	// Issuer is the "iss" value of the issuer's tokens. Required. It is
+	// compared byte for byte, so "https://idp.example.com" and
+	// "https://idp.example.com/" are different issuers. It must be an
+	// absolute https URL without query or fragment; http is allowed only for
+	// loopback hosts (127.0.0.0/8, ::1, localhost).
+	Issuer string `yaml:"issuer"`
+
+	// Audiences lists the accepted "aud" values. Required and non-empty: a
+	// token must carry at least one of them.
+	Audiences []string `yaml:"audiences"`
+
+	// Algorithms lists the accepted JWS "alg" values, a subset of
+	// SupportedAlgorithms. Default: the supported algorithms that the
+	// issuer's discovery document lists, or only RS256 when JWKSURI is set,
+	// because then no discovery document is read.
+	Algorithms []string `yaml:"algorithms"`
+
+	// JWKSURI is the URL of the issuer's JSON Web Key Set. Default: the
+	// jwks_uri of the discovery document at
+	// Issuer + "/.well-known/openid-configuration". When set, no discovery
+	// request is made. The URL rules of Issuer apply.
+	JWKSURI string `yaml:"jwks_uri"`
+
+	// Claims names the token claims that identify the principal.
+	Claims Claims `yaml:"claims"`
+
+	// AppTokens marks application (client-credentials) tokens, which
+	// authenticate a service principal instead of a user. Default: nil, so
+	// every token authenticates a user.
+	AppTokens *AppTokens `yaml:"app_tokens"`
+}
+
+// Claims names the token claims that Gatehouse maps into a principal.
+type Claims struct {
+	// Subject is the claim that identifies the principal within the issuer.
+	// Default: DefaultSubjectClaim ("sub"). Microsoft Entra ID uses "oid".
+	Subject string `yaml:"subject"`
+
+	// Tenant is the claim copied into the principal's tenant, such as "tid"
+	// for Microsoft Entra ID. Default: empty, so no tenant is read.
+	Tenant string `yaml:"tenant"`
+}
+
+// SubjectClaim returns Subject, or DefaultSubjectClaim when Subject is empty.
+func (c Claims) SubjectClaim() string {
+	if c.Subject == "" {
+		return DefaultSubjectClaim
+	}
+	return c.Subject
+}
+
+// AppTokens is the claim and the values that mark an application token, for
+// example idtyp == "app" for Microsoft Entra ID, or gty == "client-credentials"
+// for Auth0.
+type AppTokens struct {
+	// Claim is the name of the marker claim. Required.
+	Claim string `yaml:"claim"`
+
+	// Values are the string values of Claim that mark an application token.
+	// Required and non-empty.
+	Values []string `yaml:"values"`
+}
+
+// supportedAlgorithms are the JWS algorithms that an issuer may use. "none"
+// and the HMAC algorithms (HS256, HS384, HS512) are never accepted, because
+// a token must be signed with the issuer's private key and not with a secret
+// that a verifier also holds.
+var supportedAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// SupportedAlgorithms returns the JWS algorithms that an issuer may be
+// configured with: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
+// ES512 and EdDSA. It returns a new slice on each call.
+func SupportedAlgorithms() []string { return slices.Clone(supportedAlgorithms) }
+
+// IsSupportedAlgorithm reports whether alg is one of SupportedAlgorithms.
+func IsSupportedAlgorithm(alg string) bool { return slices.Contains(supportedAlgorithms, alg) }
+
+// Load reads the configuration file at path, then decodes and validates it
+// like Parse.
+func Load(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load config %q: %w", path, err)
+	}
+
+	file, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load config %q: %w", path, err)
+	}
+	return file, nil
+}
+
+// Parse decodes a configuration document and validates it. Unknown keys,
+// more than one YAML document and values of the wrong type are errors, as
+// is everything that Validate rejects.
+func Parse(data []byte) (*File, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("config is larger than %d bytes", MaxFileSize)
+	}
+
+	var file File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config is empty")
+		}
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decode config: expected one YAML document, found more")
+	}
+
+	// The node tree serves only line numbers and the "given but empty" check
+	// in Validate. The strict decode above has already accepted these bytes.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	file.root = &root
+
+	if err := file.Validate(); err != nil {
+		return nil, err
+	}
+	return &file, nil
+}
+
+// FieldError is an invalid value in the configuration.
+type FieldError struct {
+	// Key is the path of the value, such as "issuers[0].audiences".
+	Key string
+	// Line is the 1-based line of the value in the file, or 0 when unknown.
+	Line int
+	// Message describes the problem with the value.
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("config line %d: %s: %s", e.Line, e.Key, e.Message)
+	}
+	return fmt.Sprintf("config: %s: %s", e.Key, e.Message)
+}
+
+// Validate checks every issuer and returns all problems found, joined with
+// errors.Join, each one a *FieldError. It does not contact any issuer.
+func (f *File) Validate() error {
+	var errs []error
+	report := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Line: f.line(key), Message: fmt.Sprintf(format, args...)})
+	}
+
+	names := make(map[string]int)
+	issuers := make(map[string]int)
+	for i, iss := range f.Issuers {
+		prefix := "issuers[" + strconv.Itoa(i) + "]"
+
+		switch {
+		case iss.Name == "":
+			report(prefix+".name", "missing")
+		case !object.ValidIssuerName(iss.Name):
+			report(prefix+".name", "%q must match %s", iss.Name, object.IssuerNamePattern)
+		default:
+			if first, ok := names[iss.Name]; ok {
+				report(prefix+".name", "%q is already used by issuers[%d]", iss.Name, first)
+			} else {
+				names[iss.Name] = i
+			}
+		}
+
+		if iss.Issuer == "" {
+			report(prefix+".issuer", "missing")
+		} else if err := CheckURL(iss.Issuer); err != nil {
+			report(prefix+".issuer", "%v", err)
+		} else if first, ok := issuers[iss.Issuer]; ok {
+			report(prefix+".issuer", "%q is already used by issuers[%d]", iss.Issuer, first)
+		} else {
+			issuers[iss.Issuer] = i
+		}
+
+		if len(iss.Audiences) == 0 {
+			report(prefix+".audiences", "at least one audience is required")
+		}
+		for j, aud := range iss.Audiences {
+			if aud == "" {
+				report(prefix+".audiences["+strconv.Itoa(j)+"]", "empty audience")
+			}
+		}
+
+		for j, alg := range iss.Algorithms {
+			key := prefix + ".algorithms[" + strconv.Itoa(j) + "]"
+			switch {
+			case strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS"):
+				report(key, "%q is forbidden: tokens must be signed with the issuer's private key", alg)
+			case !IsSupportedAlgorithm(alg):
+				report(key, "unknown algorithm %q, expected one of %s", alg, strings.Join(supportedAlgorithms, ", "))
+			}
+		}
+
+		if iss.JWKSURI != "" {
+			if err := CheckURL(iss.JWKSURI); err != nil {
+				report(prefix+".jwks_uri", "%v", err)
+			}
+		}
+
+		// An empty Subject means DefaultSubjectClaim, but an empty value
+		// written in the file is more likely a mistake than a request for
+		// the default.
+		if f.given(prefix+".claims.subject") && iss.Claims.Subject == "" {
+			report(prefix+".claims.subject", "empty: remove the key to use %q", DefaultSubjectClaim)
+		}
+
+		if iss.AppTokens != nil {
+			if iss.AppTokens.Claim == "" {
+				report(prefix+".app_tokens.claim", "missing")
+			}
+			if len(iss.AppTokens.Values) == 0 {
+				report(prefix+".app_tokens.values", "at least one value is required")
+			}
+			for j, v := range iss.AppTokens.Values {
+				if v == "" {
+					report(prefix+".app_tokens.values["+strconv.Itoa(j)+"]", "empty value")
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckURL returns an error unless raw is an absolute https URL with a host
+// and without user info, query or fragment. An http URL is accepted only
+// when its host is a loopback address (127.0.0.0/8 or ::1) or "localhost",
+// so that local development needs no certificate.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q", raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q must be an absolute URL with a host", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q must not contain user info", raw)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("%q must not contain a query or fragment", raw)
+	}
+
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q must use https (http is allowed only for loopback hosts)", raw)
+	default:
+		return fmt.Errorf("%q must use https", raw)
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// line returns the line of the value at key ("issuers[0].claims.subject")
+// in the parsed file, or 0 when f did not come from Parse or the key is
+// absent. For an absent key it returns the line of the nearest parent that
+// is present, so a missing field points at its issuer.
+func (f *File) line(key string) int {
+	node, _ := f.lookup(key)
+	if node == nil {
+		return 0
+	}
+	return node.Line
+}
+
+// given reports whether key is present in the parsed file.
+func (f *File) given(key string) bool {
+	_, found := f.lookup(key)
+	return found
+}
+
+// lookup walks the parsed tree along key. It returns the deepest node that
+// exists on the path and whether the whole path was found.
+func (f *File) lookup(key string) (*yaml.Node, bool) {
+	if f.root == nil || len(f.root.Content) == 0 {
+		return nil, false
+	}
+	node := f.root.Content[0]
+
+	for _, part := range splitKey(key) {
+		var next *yaml.Node
+		if index, err := strconv.Atoi(part); err == nil {
+			if node.Kind == yaml.SequenceNode && index < len(node.Content) {
+				next = node.Content[index]
+			}
+		} else if node.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(node.Content); i += 2 {
+				if node.Content[i].Value == part {
+					next = node.Content[i+1]
+					break
+				}
+			}
+		}
+		if next == nil {
+			return node, false
+		}
+		node = next
+	}
+	return node, true
+}
+
+// splitKey turns "issuers[0].claims.subject" into
+// ["issuers", "0", "claims", "subject"].
+func splitKey(key string) []string {
+	key = strings.ReplaceAll(key, "[", ".")
+	key = strings.ReplaceAll(key, "]", "")
+	return strings.Split(key, ".")
+}

@@ -1,0 +1,194 @@
+// Package engine runs SpiceDB in-process and gives the rest of Gatehouse a
+// small, typed surface over it: the full v1 API through an in-memory gRPC
+// connection, and in-process checks through SpiceDB's pkg/embedded on the
+// same datastore.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	dsconfig "github.com/authzed/spicedb/pkg/cmd/datastore"
+	"github.com/authzed/spicedb/pkg/cmd/server"
+	"github.com/authzed/spicedb/pkg/cmd/util"
+	"github.com/authzed/spicedb/pkg/datastore"
+	"github.com/authzed/spicedb/pkg/embedded"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config configures an Engine. The zero value runs an in-memory datastore.
+type Config struct {
+	// Schema is the SpiceDB schema written at start-up. Required.
+	Schema string
+
+	// Datastore is the datastore SpiceDB runs on. The Engine does not close
+	// it. Default: nil, which creates an in-memory datastore that the Engine
+	// owns and that loses everything when the process exits.
+	Datastore datastore.Datastore
+
+	// Logger receives SpiceDB's own log events (info and below as debug).
+	// Default: slog.Default().
+	Logger *slog.Logger
+
+	// Registry receives SpiceDB's Prometheus metrics. Default: a private
+	// registry that nothing exports.
+	Registry prometheus.Registerer
+
+	// DispatchCacheMaxCost bounds SpiceDB's dispatch cache, as bytes ("64MiB")
+	// or a share of memory ("10%"). Default: "64MiB".
+	DispatchCacheMaxCost string
+}
+
+// Engine is a running in-process SpiceDB. It is safe for concurrent use.
+type Engine struct {
+	// Permissions is the v1 permissions API, served in-process.
+	Permissions v1.PermissionsServiceClient
+
+	embedded *embedded.Permissions
+	schema   v1.SchemaServiceClient
+	ds       datastore.Datastore
+	ownsDS   bool
+	conn     *grpc.ClientConn
+	logger   *slog.Logger
+
+	schemaWritten atomic.Bool
+	cancel        context.CancelFunc
+	done          chan error
+}
+
+// New starts SpiceDB on cfg's datastore, writes cfg.Schema and returns once
+// both are ready. A schema that SpiceDB rejects is an error that names the
+// problem. ctx bounds start-up only; the engine runs until Close.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Schema == "" {
+		return nil, errors.New("engine: schema is required")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	registry := cfg.Registry
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
+	cacheCost := cfg.DispatchCacheMaxCost
+	if cacheCost == "" {
+		cacheCost = "64MiB"
+	}
+	runCtx, cancel := context.WithCancel(contextWithLogger(context.Background(), logger))
+	ctx = contextWithLogger(ctx, logger)
+
+	e := &Engine{ds: cfg.Datastore, logger: logger, cancel: cancel, done: make(chan error, 1)}
+	if e.ds == nil {
+		ds, err := dsconfig.NewDatastore(ctx,
+			dsconfig.WithEngine(dsconfig.MemoryEngine),
+			dsconfig.WithGCWindow(24*time.Hour),
+			dsconfig.WithRevisionQuantization(5*time.Second),
+			dsconfig.WithDisableStats(true),
+		)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("create in-memory datastore: %w", err)
+		}
+		e.ds, e.ownsDS = ds, true
+	}
+
+	srvConfig := server.NewConfigWithOptionsAndDefaults(
+		server.WithDatastore(e.ds),
+		server.WithGRPCServer(util.GRPCServerConfig{Network: util.BufferedNetwork, Enabled: true}),
+		// The buffered listener exists only inside this process, so no other
+		// process can reach the API that this allows without credentials.
+		server.WithGRPCAuthFunc(func(ctx context.Context) (context.Context, error) { return ctx, nil }),
+		server.WithHTTPGateway(util.HTTPServerConfig{HTTPEnabled: false}),
+		server.WithMetricsAPI(util.HTTPServerConfig{HTTPEnabled: false}),
+		server.WithDispatchServer(util.GRPCServerConfig{Enabled: false}),
+		server.WithOTel(*server.NewOTelConfigWithOptionsAndDefaults(server.WithPrometheusRegistry(registry))),
+		server.WithDispatchCacheConfig(server.CacheConfig{Name: "dispatch", Enabled: true, Metrics: true, MaxCost: cacheCost}),
+		server.WithClusterDispatchCacheConfig(server.CacheConfig{Name: "cluster_dispatch", Enabled: false}),
+		// SpiceDB reports usage to an outside host unless told not to;
+		// Gatehouse never reaches beyond the hosts its operator configures.
+		server.WithSilentlyDisableTelemetry(true),
+		server.WithTelemetryEndpoint(""),
+		server.WithEnableRelationshipExpiration(true),
+		server.WithMaxLookupResourcesLimit(1000),
+	)
+	runnable, err := srvConfig.Complete(ctx)
+	if err != nil {
+		e.closeDatastore()
+		cancel()
+		return nil, fmt.Errorf("configure spicedb: %w", err)
+	}
+	go func() { e.done <- runnable.Run(runCtx) }()
+
+	conn, err := runnable.NewClient(grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("connect to in-process spicedb: %w", err)
+	}
+	e.conn = conn
+	e.Permissions = v1.NewPermissionsServiceClient(conn)
+	e.schema = v1.NewSchemaServiceClient(conn)
+
+	if _, err := e.schema.WriteSchema(ctx, &v1.WriteSchemaRequest{Schema: cfg.Schema}); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("write schema: %w", err)
+	}
+	e.schemaWritten.Store(true)
+
+	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: e.ds})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("create in-process checker: %w", err)
+	}
+	return e, nil
+}
+
+// Ready returns nil when the schema is written and the datastore answers.
+// ctx bounds the datastore probe.
+func (e *Engine) Ready(ctx context.Context) error {
+	if !e.schemaWritten.Load() {
+		return errors.New("schema not written yet")
+	}
+	state, err := e.ds.ReadyState(ctx)
+	if err != nil {
+		return fmt.Errorf("datastore: %w", err)
+	}
+	if !state.IsReady {
+		return fmt.Errorf("datastore not ready: %s", state.Message)
+	}
+	return nil
+}
+
+// Close stops SpiceDB and releases its resources. It closes the datastore
+// only when the Engine created it.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.embedded != nil {
+		errs = append(errs, e.embedded.Close())
+	}
+	if e.conn != nil {
+		errs = append(errs, e.conn.Close())
+	}
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		errs = append(errs, errors.New("spicedb did not stop within 10s"))
+	}
+	errs = append(errs, e.closeDatastore())
+	return errors.Join(errs...)
+}
+
+func (e *Engine) closeDatastore() error {
+	if !e.ownsDS || e.ds == nil {
+		return nil
+	}
+	return e.ds.Close()
+}

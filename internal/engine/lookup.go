@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"context"
+	"errors"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// BulkResult is the outcome of one item of CheckBulk: a Decision, or Err
+// when SpiceDB could not answer that item.
+type BulkResult struct {
+	Decision Decision
+	Err      error
+}
+
+// CheckBulk answers every request in one SpiceDB call, all at one snapshot
+// chosen by consistency; each request's own Consistency is ignored. The
+// results are in the order of reqs.
+func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency Consistency) ([]BulkResult, error) {
+	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
+	for i, r := range reqs {
+		items[i] = &v1.CheckBulkPermissionsRequestItem{
+			Resource:   objectRef(r.Resource),
+			Permission: r.Permission,
+			Subject:    subjectRef(r.Subject, r.SubjectRelation),
+		}
+	}
+	resp, err := e.Permissions.CheckBulkPermissions(ctx, &v1.CheckBulkPermissionsRequest{
+		Consistency: consistency.proto(),
+		Items:       items,
+	})
+	if err != nil {
+		return nil, classify("bulk check", err)
+	}
+	pairs := resp.GetPairs()
+	if len(pairs) != len(reqs) {
+		return nil, errors.New("bulk check: SpiceDB returned a different number of results than requested")
+	}
+
+	token := resp.GetCheckedAt().GetToken()
+	results := make([]BulkResult, len(reqs))
+	for i, pair := range pairs {
+		if e := pair.GetError(); e != nil {
+			results[i].Err = classify("check", status.ErrorProto(e))
+			continue
+		}
+		item := pair.GetItem()
+		results[i].Decision = Decision{
+			Allowed:     item.GetPermissionship() == v1.CheckPermissionResponse_PERMISSIONSHIP_HAS_PERMISSION,
+			Conditional: item.GetPermissionship() == v1.CheckPermissionResponse_PERMISSIONSHIP_CONDITIONAL_PERMISSION,
+			Token:       token,
+		}
+	}
+	return results, nil
+}
+
+// LookupResourcesRequest asks for the resources of ResourceType on which
+// Subject has Permission.
+type LookupResourcesRequest struct {
+	ResourceType    string
+	Permission      string
+	Subject         object.Ref
+	SubjectRelation string
+	Consistency     Consistency
+
+	// Limit is the page size; Cursor continues a previous page.
+	Limit  uint32
+	Cursor string
+}
+
+// LookupResources returns one page of resource ids on which the subject has
+// the permission without condition. Conditional results are left out, so
+// the page never lists a resource that a check would deny. The returned
+// cursor is empty after the last page.
+func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) ([]string, string, error) {
+	var cursor *v1.Cursor
+	if req.Cursor != "" {
+		cursor = &v1.Cursor{Token: req.Cursor}
+	}
+	stream, err := e.Permissions.LookupResources(ctx, &v1.LookupResourcesRequest{
+		Consistency:        req.Consistency.proto(),
+		ResourceObjectType: req.ResourceType,
+		Permission:         req.Permission,
+		Subject:            subjectRef(req.Subject, req.SubjectRelation),
+		OptionalLimit:      req.Limit,
+		OptionalCursor:     cursor,
+	})
+	if err != nil {
+		return nil, "", classify("lookup resources", err)
+	}
+
+	// SpiceDB may report a resource once per path that reaches it, so the
+	// page is deduplicated. NOTE: a resource can still appear on two pages.
+	var ids []string
+	seen := make(map[string]bool)
+	var next string
+	var count uint32
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if isEOF(err) {
+				break
+			}
+			return nil, "", classify("lookup resources", err)
+		}
+		count++
+		next = resp.GetAfterResultCursor().GetToken()
+		id := resp.GetResourceObjectId()
+		if resp.GetPermissionship() == v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if count < req.Limit {
+		next = ""
+	}
+	return ids, next, nil
+}
+
+// LookupSubjectsRequest asks for the subjects of SubjectType (with
+// SubjectRelation, such as a group's "member") that have Permission on
+// Resource.
+type LookupSubjectsRequest struct {
+	Resource        object.Ref
+	Permission      string
+	SubjectType     string
+	SubjectRelation string
+	Consistency     Consistency
+}
+
+// LookupSubjects returns the ids of every subject with the permission
+// without condition, up to max; truncated reports whether more exist.
+// Wildcards and conditional results are left out.
+func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest, max int) (ids []string, truncated bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	stream, err := e.Permissions.LookupSubjects(ctx, &v1.LookupSubjectsRequest{
+		Consistency:             req.Consistency.proto(),
+		Resource:                objectRef(req.Resource),
+		Permission:              req.Permission,
+		SubjectObjectType:       req.SubjectType,
+		OptionalSubjectRelation: req.SubjectRelation,
+	})
+	if err != nil {
+		return nil, false, classify("lookup subjects", err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if isEOF(err) {
+				return ids, false, nil
+			}
+			return nil, false, classify("lookup subjects", err)
+		}
+		subject := resp.GetSubject()
+		if subject.GetPermissionship() != v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION || subject.GetSubjectObjectId() == "*" {
+			continue
+		}
+		if len(ids) == max {
+			return ids, true, nil
+		}
+		ids = append(ids, subject.GetSubjectObjectId())
+	}
+}

@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"github.com/authzed/spicedb/pkg/embedded"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// Errors that callers branch on. Every error returned by the operations of
+// this file wraps at most one of them.
+var (
+	// ErrPreconditionFailed means a write's precondition did not hold, or
+	// it created a relationship that exists already, so nothing was written.
+	ErrPreconditionFailed = errors.New("precondition failed")
+
+	// ErrInvalidConsistencyToken means a consistency token could not be
+	// decoded or names a revision that SpiceDB no longer keeps.
+	ErrInvalidConsistencyToken = errors.New("invalid consistency token")
+
+	// ErrUnavailable means SpiceDB or its datastore did not answer in time.
+	ErrUnavailable = errors.New("authorization engine unavailable")
+)
+
+// Consistency selects the snapshot that a read is evaluated at. The zero
+// value is full consistency: the read sees every write that has returned.
+type Consistency struct {
+	// Token asks for a snapshot at least as fresh as the one it names.
+	Token string
+
+	// MinimizeLatency allows a cached, possibly stale snapshot (a few
+	// seconds old at most, set by the datastore's revision quantization).
+	MinimizeLatency bool
+}
+
+func (c Consistency) proto() *v1.Consistency {
+	switch {
+	case c.MinimizeLatency:
+		return &v1.Consistency{Requirement: &v1.Consistency_MinimizeLatency{MinimizeLatency: true}}
+	case c.Token != "":
+		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: &v1.ZedToken{Token: c.Token}}}
+	default:
+		return &v1.Consistency{Requirement: &v1.Consistency_FullyConsistent{FullyConsistent: true}}
+	}
+}
+
+// CheckRequest asks whether Subject has Permission on Resource.
+type CheckRequest struct {
+	Resource   object.Ref
+	Permission string
+	Subject    object.Ref
+
+	// SubjectRelation is the relation of the subject, such as "member" for
+	// a group's members. Empty means the subject itself.
+	SubjectRelation string
+
+	Consistency Consistency
+}
+
+// Decision is the outcome of a check. Only Allowed grants access: a
+// conditional result is a deny.
+type Decision struct {
+	Allowed     bool
+	Conditional bool
+
+	// Token is a consistency token for the snapshot the check saw. It is
+	// empty for checks served by the in-process checker, which always reads
+	// the newest snapshot.
+	Token string
+}
+
+// Check answers req through the v1 API, which returns a consistency token
+// and honours req.Consistency.
+func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
+	resp, err := e.Permissions.CheckPermission(ctx, &v1.CheckPermissionRequest{
+		Consistency: req.Consistency.proto(),
+		Resource:    objectRef(req.Resource),
+		Permission:  req.Permission,
+		Subject:     subjectRef(req.Subject, req.SubjectRelation),
+	})
+	if err != nil {
+		return Decision{}, classify("check", err)
+	}
+	d := Decision{Token: resp.GetCheckedAt().GetToken()}
+	switch resp.GetPermissionship() {
+	case v1.CheckPermissionResponse_PERMISSIONSHIP_HAS_PERMISSION:
+		d.Allowed = true
+	case v1.CheckPermissionResponse_PERMISSIONSHIP_CONDITIONAL_PERMISSION:
+		d.Conditional = true
+	}
+	return d, nil
+}
+
+// CheckInProcess answers req with SpiceDB's in-process checker, always at
+// the newest snapshot (full consistency), skipping gRPC. req.Consistency is
+// ignored. The returned Decision has no Token.
+func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision, error) {
+	res, err := e.embedded.Check(ctx, embedded.CheckRequest{
+		ResourceType:    req.Resource.Type,
+		ResourceID:      req.Resource.ID,
+		Permission:      req.Permission,
+		SubjectType:     req.Subject.Type,
+		SubjectID:       req.Subject.ID,
+		SubjectRelation: req.SubjectRelation,
+	})
+	if err != nil {
+		return Decision{}, classify("check", err)
+	}
+	return Decision{Allowed: res.HasPermission, Conditional: res.IsConditional}, nil
+}
+
+// Write applies updates atomically, after checking preconditions, and
+// returns the consistency token of the new snapshot.
+func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, preconditions []*v1.Precondition) (string, error) {
+	resp, err := e.Permissions.WriteRelationships(ctx, &v1.WriteRelationshipsRequest{
+		Updates:               updates,
+		OptionalPreconditions: preconditions,
+	})
+	if err != nil {
+		return "", classify("write relationships", err)
+	}
+	return resp.GetWrittenAt().GetToken(), nil
+}
+
+// DeleteMatching deletes every relationship that filter matches, after
+// checking preconditions, and returns the consistency token of the new
+// snapshot.
+func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilter, preconditions []*v1.Precondition) (string, error) {
+	resp, err := e.Permissions.DeleteRelationships(ctx, &v1.DeleteRelationshipsRequest{
+		RelationshipFilter:    filter,
+		OptionalPreconditions: preconditions,
+	})
+	if err != nil {
+		return "", classify("delete relationships", err)
+	}
+	return resp.GetDeletedAt().GetToken(), nil
+}
+
+// Read returns up to limit relationships that filter matches, at full
+// consistency, starting after cursor (nil for the first page). It returns the
+// cursor of the last relationship, or nil when fewer than limit matched.
+func (e *Engine) Read(ctx context.Context, filter *v1.RelationshipFilter, limit uint32, cursor *v1.Cursor) ([]*v1.Relationship, *v1.Cursor, error) {
+	stream, err := e.Permissions.ReadRelationships(ctx, &v1.ReadRelationshipsRequest{
+		Consistency:        Consistency{}.proto(),
+		RelationshipFilter: filter,
+		OptionalLimit:      limit,
+		OptionalCursor:     cursor,
+	})
+	if err != nil {
+		return nil, nil, classify("read relationships", err)
+	}
+	var rels []*v1.Relationship
+	var last *v1.Cursor
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if isEOF(err) {
+				break
+			}
+			return nil, nil, classify("read relationships", err)
+		}
+		rels = append(rels, resp.GetRelationship())
+		last = resp.GetAfterResultCursor()
+	}
+	if uint32(len(rels)) < limit {
+		last = nil
+	}
+	return rels, last, nil
+}
+
+// Exists reports whether any relationship names ref as its resource.
+func (e *Engine) Exists(ctx context.Context, ref object.Ref) (bool, error) {
+	rels, _, err := e.Read(ctx, &v1.RelationshipFilter{ResourceType: ref.Type, OptionalResourceId: ref.ID}, 1, nil)
+	if err != nil {
+		return false, err
+	}
+	return len(rels) > 0, nil
+}
+
+func objectRef(r object.Ref) *v1.ObjectReference {
+	return &v1.ObjectReference{ObjectType: r.Type, ObjectId: r.ID}
+}
+
+func subjectRef(r object.Ref, relation string) *v1.SubjectReference {
+	return &v1.SubjectReference{Object: objectRef(r), OptionalRelation: relation}
+}
+
+// classify wraps a gRPC error from SpiceDB with the sentinel callers branch
+// on, keeping the original for logs.
+func classify(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	switch st.Code() {
+	case codes.AlreadyExists:
+		// A create of a relationship that exists already: the same
+		// outcome, for callers, as a failed must-not-match precondition.
+		return fmt.Errorf("%s: %w: %s", op, ErrPreconditionFailed, st.Message())
+	case codes.FailedPrecondition:
+		if isTokenProblem(st.Message()) {
+			return fmt.Errorf("%s: %w: %s", op, ErrInvalidConsistencyToken, st.Message())
+		}
+		return fmt.Errorf("%s: %w: %s", op, ErrPreconditionFailed, st.Message())
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Aborted:
+		return fmt.Errorf("%s: %w: %s", op, ErrUnavailable, st.Message())
+	case codes.InvalidArgument, codes.OutOfRange:
+		if isTokenProblem(st.Message()) {
+			return fmt.Errorf("%s: %w: %s", op, ErrInvalidConsistencyToken, st.Message())
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

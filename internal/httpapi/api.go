@@ -1,0 +1,196 @@
+// Package httpapi serves Gatehouse's HTTP API: JSON in and out, RFC 9457
+// problem details for errors, and a bearer access token on every /v1
+// request.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse-authz/gatehouse/internal/authn"
+	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/metrics"
+	"github.com/gatehouse-authz/gatehouse/internal/problem"
+)
+
+// Authenticator verifies bearer tokens.
+type Authenticator interface {
+	Authenticate(ctx context.Context, rawToken string) (*authn.Principal, error)
+}
+
+// Readiness reports whether the service can answer requests.
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// Config configures the API handler.
+type Config struct {
+	// Authz runs the operations. Required.
+	Authz *authz.Service
+
+	// Authn verifies bearer tokens. Required.
+	Authn Authenticator
+
+	// Ready backs /readyz. Required.
+	Ready Readiness
+
+	// Metrics receives request and check metrics. Required.
+	Metrics *metrics.Metrics
+
+	// Logger receives one line per failed request. Default: slog.Default().
+	Logger *slog.Logger
+
+	// MaxBodyBytes bounds request bodies. Default: 64 KiB.
+	MaxBodyBytes int64
+
+	// Extra mounts more handlers, by ServeMux pattern, such as the dev
+	// issuer's. Default: none.
+	Extra map[string]http.Handler
+}
+
+type api struct {
+	authz   *authz.Service
+	authn   Authenticator
+	ready   Readiness
+	metrics *metrics.Metrics
+	logger  *slog.Logger
+	maxBody int64
+}
+
+// New returns the API handler.
+func New(cfg Config) http.Handler {
+	a := &api{
+		authz: cfg.Authz, authn: cfg.Authn, ready: cfg.Ready, metrics: cfg.Metrics,
+		logger: cfg.Logger, maxBody: cfg.MaxBodyBytes,
+	}
+	if a.logger == nil {
+		a.logger = slog.Default()
+	}
+	if a.maxBody <= 0 {
+		a.maxBody = 64 << 10
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", a.metrics.Handler())
+
+	mux.Handle("GET /v1/me", a.authenticated(a.me))
+	mux.Handle("POST /v1/resources", a.authenticated(a.createResource))
+	mux.Handle("DELETE /v1/resources/{type}/{id}", a.authenticated(a.deleteResource))
+	mux.Handle("GET /v1/resources/{type}/{id}/members", a.authenticated(a.listMembers))
+	mux.Handle("PUT /v1/resources/{type}/{id}/members/{subject}", a.authenticated(a.setMember))
+	mux.Handle("DELETE /v1/resources/{type}/{id}/members/{subject}", a.authenticated(a.removeMember))
+	mux.Handle("POST /v1/check", a.authenticated(a.check))
+	mux.Handle("POST /v1/check/bulk", a.authenticated(a.checkBulk))
+	mux.Handle("POST /v1/lookup/resources", a.authenticated(a.lookupResources))
+	mux.Handle("POST /v1/lookup/subjects", a.authenticated(a.lookupSubjects))
+	for pattern, h := range cfg.Extra {
+		mux.Handle(pattern, h)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+
+	return a.observe(mux)
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.ready.Ready(ctx); err != nil {
+		a.logger.WarnContext(ctx, "not ready", "error", err)
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, http.StatusServiceUnavailable, "not ready")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// requestIDPattern accepts caller-chosen request ids that are safe to log.
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// observe assigns a request id, recovers from panics, logs failures and
+// records metrics for every request.
+func (a *api) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !requestIDPattern.MatchString(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		ctx := contextWithRequestID(r.Context(), id)
+		r = r.WithContext(ctx)
+
+		defer func() {
+			if p := recover(); p != nil {
+				a.logger.ErrorContext(ctx, "panic serving request", "request_id", id, "panic", p, "path", r.URL.Path)
+				if !rec.wrote {
+					problem.Write(rec, http.StatusInternalServerError, "internal error")
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			a.metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			a.metrics.Latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+type requestIDKey struct{}
+
+func contextWithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the id of the request that ctx belongs to, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

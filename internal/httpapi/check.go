@@ -1,0 +1,274 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gatehouse-authz/gatehouse/internal/authn"
+	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+	"github.com/gatehouse-authz/gatehouse/internal/problem"
+)
+
+// consistencyFields are the optional fields that choose the snapshot a read
+// sees. By default every read is fully consistent.
+type consistencyFields struct {
+	// ConsistencyToken asks for a snapshot at least as fresh as the write
+	// or read that returned it.
+	ConsistencyToken string `json:"consistency_token"`
+
+	// Consistency may be "full" (the default) or "minimize_latency", which
+	// allows an answer a few seconds stale.
+	Consistency string `json:"consistency"`
+}
+
+func (c consistencyFields) parse() (engine.Consistency, error) {
+	if len(c.ConsistencyToken) > 1024 {
+		return engine.Consistency{}, fmt.Errorf("consistency_token is longer than 1024 bytes")
+	}
+	switch c.Consistency {
+	case "", "full":
+		return engine.Consistency{Token: c.ConsistencyToken}, nil
+	case "minimize_latency":
+		if c.ConsistencyToken != "" {
+			return engine.Consistency{}, fmt.Errorf("consistency_token and consistency \"minimize_latency\" exclude each other")
+		}
+		return engine.Consistency{MinimizeLatency: true}, nil
+	}
+	return engine.Consistency{}, fmt.Errorf("consistency must be \"full\" or \"minimize_latency\", not %q", c.Consistency)
+}
+
+type checkItem struct {
+	Subject    string `json:"subject"`
+	Permission string `json:"permission"`
+	Resource   string `json:"resource"`
+}
+
+type checkRequest struct {
+	checkItem
+	consistencyFields
+}
+
+type checkResponse struct {
+	Allowed          bool   `json:"allowed"`
+	ConsistencyToken string `json:"consistency_token,omitempty"`
+}
+
+// parseCheck turns a check item into an authz request; an empty subject
+// means the caller.
+func parseCheck(item checkItem, caller object.Ref) (authz.CheckRequest, error) {
+	subject := caller
+	if item.Subject != "" {
+		var err error
+		if subject, err = object.ParseSubject(item.Subject); err != nil {
+			return authz.CheckRequest{}, fmt.Errorf("subject: %w", err)
+		}
+	}
+	if item.Permission == "" {
+		return authz.CheckRequest{}, fmt.Errorf("permission is required")
+	}
+	resource, err := object.ParseResource(item.Resource)
+	if err != nil {
+		return authz.CheckRequest{}, fmt.Errorf("resource: %w", err)
+	}
+	return authz.CheckRequest{Subject: subject, Permission: item.Permission, Resource: resource}, nil
+}
+
+func (a *api) check(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
+	var body checkRequest
+	if !a.decode(w, r, &body) {
+		return
+	}
+	req, err := parseCheck(body.checkItem, p.Ref)
+	if err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Consistency, err = body.parse(); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
+	}
+
+	result, err := a.authz.Check(r.Context(), p.Ref, req)
+	if err != nil {
+		a.metrics.Checks.WithLabelValues("error").Inc()
+		a.fail(w, r, err)
+		return
+	}
+	a.countDecision(result.Allowed)
+	writeJSON(w, http.StatusOK, checkResponse{Allowed: result.Allowed, ConsistencyToken: result.Token})
+}
+
+func (a *api) countDecision(allowed bool) {
+	if allowed {
+		a.metrics.Checks.WithLabelValues("allowed").Inc()
+	} else {
+		a.metrics.Checks.WithLabelValues("denied").Inc()
+	}
+}
+
+type bulkRequest struct {
+	Checks []checkItem `json:"checks"`
+	consistencyFields
+}
+
+// bulkResult is one answer of a bulk check: Allowed, or Error when that
+// check could not be answered (and so is a deny).
+type bulkResult struct {
+	Allowed          bool             `json:"allowed"`
+	ConsistencyToken string           `json:"consistency_token,omitempty"`
+	Error            *problem.Details `json:"error,omitempty"`
+}
+
+type bulkResponse struct {
+	Results []bulkResult `json:"results"`
+}
+
+func (a *api) checkBulk(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
+	var body bulkRequest
+	if !a.decode(w, r, &body) {
+		return
+	}
+	limit := a.authz.Limits().MaxBulkChecks
+	if len(body.Checks) == 0 || len(body.Checks) > limit {
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("checks must contain 1 to %d items", limit))
+		return
+	}
+	consistency, err := body.parse()
+	if err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
+	}
+
+	// A malformed item fails on its own, like any other per-item error.
+	results := make([]bulkResult, len(body.Checks))
+	var reqs []authz.CheckRequest
+	var index []int
+	for i, item := range body.Checks {
+		req, err := parseCheck(item, p.Ref)
+		if err != nil {
+			results[i].Error = &problem.Details{Status: http.StatusBadRequest, Title: http.StatusText(http.StatusBadRequest), Detail: err.Error()}
+			continue
+		}
+		reqs = append(reqs, req)
+		index = append(index, i)
+	}
+	if len(reqs) > 0 {
+		items, err := a.authz.CheckBulk(r.Context(), p.Ref, reqs, consistency)
+		if err != nil {
+			a.metrics.Checks.WithLabelValues("error").Add(float64(len(reqs)))
+			a.fail(w, r, err)
+			return
+		}
+		for n, item := range items {
+			i := index[n]
+			if item.Err != nil {
+				d := problemFor(item.Err)
+				d.Title = http.StatusText(d.Status)
+				results[i].Error = &d
+				a.metrics.Checks.WithLabelValues("error").Inc()
+				continue
+			}
+			results[i] = bulkResult{Allowed: item.Result.Allowed, ConsistencyToken: item.Result.Token}
+			a.countDecision(item.Result.Allowed)
+		}
+	}
+	writeJSON(w, http.StatusOK, bulkResponse{Results: results})
+}
+
+type lookupResourcesRequest struct {
+	Subject      string `json:"subject"`
+	Permission   string `json:"permission"`
+	ResourceType string `json:"resource_type"`
+	PageSize     int    `json:"page_size"`
+	PageToken    string `json:"page_token"`
+	consistencyFields
+}
+
+type lookupResourcesResponse struct {
+	Resources     []string `json:"resources"`
+	NextPageToken string   `json:"next_page_token,omitempty"`
+}
+
+func (a *api) lookupResources(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
+	var body lookupResourcesRequest
+	if !a.decode(w, r, &body) {
+		return
+	}
+	req := authz.LookupResourcesRequest{
+		Subject: p.Ref, Permission: body.Permission, ResourceType: body.ResourceType,
+		PageSize: body.PageSize, PageToken: body.PageToken,
+	}
+	var err error
+	if body.Subject != "" {
+		if req.Subject, err = object.ParseSubject(body.Subject); err != nil {
+			problem.Write(w, http.StatusBadRequest, "subject: "+err.Error())
+			return
+		}
+	}
+	if len(body.PageToken) > 4096 {
+		problem.Write(w, http.StatusBadRequest, "page_token is longer than 4096 bytes")
+		return
+	}
+	if req.Consistency, err = body.parse(); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
+	}
+
+	refs, next, err := a.authz.LookupResources(r.Context(), p.Ref, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp := lookupResourcesResponse{Resources: make([]string, len(refs)), NextPageToken: next}
+	for i, ref := range refs {
+		resp.Resources[i] = ref.String()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type lookupSubjectsRequest struct {
+	Resource    string `json:"resource"`
+	Permission  string `json:"permission"`
+	SubjectType string `json:"subject_type"`
+	PageSize    int    `json:"page_size"`
+	PageToken   string `json:"page_token"`
+	consistencyFields
+}
+
+type lookupSubjectsResponse struct {
+	Subjects      []string `json:"subjects"`
+	NextPageToken string   `json:"next_page_token,omitempty"`
+}
+
+func (a *api) lookupSubjects(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
+	var body lookupSubjectsRequest
+	if !a.decode(w, r, &body) {
+		return
+	}
+	resource, err := object.ParseResource(body.Resource)
+	if err != nil {
+		problem.Write(w, http.StatusBadRequest, "resource: "+err.Error())
+		return
+	}
+	req := authz.LookupSubjectsRequest{
+		Resource: resource, Permission: body.Permission, SubjectType: body.SubjectType,
+		PageSize: body.PageSize, PageToken: body.PageToken,
+	}
+	if req.Consistency, err = body.parse(); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
+	}
+
+	refs, next, err := a.authz.LookupSubjects(r.Context(), p.Ref, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp := lookupSubjectsResponse{Subjects: make([]string, len(refs)), NextPageToken: next}
+	for i, ref := range refs {
+		resp.Subjects[i] = ref.String()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-authz/gatehouse/internal/problem"
+)
+
+// decode reads r's JSON body into v. It rejects a content type other than
+// JSON, bodies over the size limit, unknown fields and trailing data. On
+// failure it has written the 4xx response and returns false.
+func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		problem.Write(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return false
+	}
+
+	body := http.MaxBytesReader(w, r.Body, a.maxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		status, detail := describeDecodeError(err, a.maxBody)
+		problem.Write(w, status, detail)
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			problem.Write(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.maxBody))
+			return false
+		}
+		problem.Write(w, http.StatusBadRequest, "request body must contain a single JSON object")
+		return false
+	}
+	return true
+}
+
+func describeDecodeError(err error, limit int64) (int, string) {
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, "request body is empty"
+	case errors.As(err, &syntaxErr):
+		return http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON (at byte %d)", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest, "request body is truncated JSON"
+	case errors.As(err, &typeErr):
+		return http.StatusBadRequest, fmt.Sprintf("field %q must be a JSON %s", typeErr.Field, typeErr.Type.Kind())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return http.StatusBadRequest, "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return http.StatusBadRequest, "request body is not valid JSON"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,57 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/problem"
+)
+
+// problemFor maps an error from authz or engine to the response a client
+// sees. Messages of invalid requests and conflicts are shown, because they
+// describe the client's own input; internal errors are not.
+func problemFor(err error) problem.Details {
+	switch {
+	case errors.Is(err, authz.ErrInvalid):
+		return problem.Details{Status: http.StatusBadRequest, Detail: clientMessage(err, authz.ErrInvalid)}
+	case errors.Is(err, engine.ErrInvalidConsistencyToken):
+		return problem.Details{Status: http.StatusBadRequest, Detail: "consistency_token is not valid or too old; retry without it"}
+	case errors.Is(err, authz.ErrNotFound):
+		return problem.Details{Status: http.StatusNotFound, Detail: clientMessage(err, authz.ErrNotFound)}
+	case errors.Is(err, authz.ErrForbidden):
+		return problem.Details{Status: http.StatusForbidden, Detail: clientMessage(err, authz.ErrForbidden)}
+	case errors.Is(err, authz.ErrConflict):
+		return problem.Details{Status: http.StatusConflict, Detail: clientMessage(err, authz.ErrConflict)}
+	case errors.Is(err, engine.ErrUnavailable):
+		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the authorization engine did not answer in time; retry later"}
+	}
+	return problem.Details{Status: http.StatusInternalServerError, Detail: "internal error"}
+}
+
+// clientMessage returns err's text from the sentinel on, which is the part
+// written for the client.
+func clientMessage(err, sentinel error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, sentinel.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return sentinel.Error()
+}
+
+// fail writes the problem for err and logs it: server-side failures at
+// error level with the full error, client errors at debug.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	d := problemFor(err)
+	if d.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	level := a.logger.DebugContext
+	if d.Status >= 500 {
+		level = a.logger.ErrorContext
+	}
+	level(r.Context(), "request failed", "request_id", RequestID(r.Context()), "status", d.Status, "error", err.Error())
+	problem.WriteDetails(w, d)
+}

@@ -1,0 +1,200 @@
+// Package server assembles a Gatehouse instance: the SpiceDB engine, token
+// verification, the operations and the HTTP API, and runs it until its
+// context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse-authz/gatehouse/internal/authn"
+	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/config"
+	"github.com/gatehouse-authz/gatehouse/internal/devissuer"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/httpapi"
+	"github.com/gatehouse-authz/gatehouse/internal/metrics"
+	"github.com/gatehouse-authz/gatehouse/schema"
+)
+
+// DevAudience is the audience of the tokens the dev issuer mints.
+const DevAudience = "gatehouse"
+
+// DefaultHTTPAddr is the listen address when none is given.
+const DefaultHTTPAddr = "127.0.0.1:8080"
+
+// Config configures a Server.
+type Config struct {
+	// HTTPAddr is the TCP address to listen on. Default: DefaultHTTPAddr.
+	// Ignored when Listener is set.
+	HTTPAddr string
+
+	// Listener, when set, is used in place of listening on HTTPAddr (tests
+	// pass one on port 0). The Server closes it.
+	Listener net.Listener
+
+	// Issuers are the trusted token issuers. Required unless Dev is set.
+	Issuers []config.Issuer
+
+	// Dev starts the built-in dev issuer and its token endpoint and trusts
+	// it like any configured issuer. The listen address must be loopback.
+	// Default: false.
+	Dev bool
+
+	// Logger is the logger for Gatehouse and SpiceDB. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Limits bounds request work; see authz.Limits for the defaults.
+	Limits authz.Limits
+}
+
+// Server is an assembled Gatehouse instance.
+type Server struct {
+	engine    *engine.Engine
+	listener  net.Listener
+	handler   http.Handler
+	devIssuer *devissuer.Issuer
+	logger    *slog.Logger
+	url       string
+}
+
+// New builds a Server: it listens, starts SpiceDB and writes the schema. It
+// does not serve until Run. ctx bounds start-up.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if !cfg.Dev && len(cfg.Issuers) == 0 {
+		return nil, errors.New("no trusted issuers: pass --config with at least one issuer, or --dev")
+	}
+
+	ln := cfg.Listener
+	if ln == nil {
+		addr := cfg.HTTPAddr
+		if addr == "" {
+			addr = DefaultHTTPAddr
+		}
+		if cfg.Dev && !isLoopback(addr) {
+			return nil, fmt.Errorf("--dev serves an unauthenticated token endpoint, so it listens only on loopback; %q is not a loopback address", addr)
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+	} else if cfg.Dev && !isLoopback(ln.Addr().String()) {
+		ln.Close()
+		return nil, fmt.Errorf("--dev listens only on loopback; %q is not a loopback address", ln.Addr())
+	}
+	s := &Server{listener: ln, logger: logger, url: "http://" + ln.Addr().String()}
+
+	issuers := cfg.Issuers
+	extra := map[string]http.Handler{}
+	if cfg.Dev {
+		dev, err := devissuer.New(s.url+"/dev/oidc", DevAudience, 0)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.devIssuer = dev
+		issuers = append(append([]config.Issuer(nil), issuers...), dev.Config())
+		extra["GET /dev/oidc/"] = dev.Handler()
+		extra["POST /dev/token"] = dev.TokenHandler()
+	}
+
+	verifier, err := authn.New(ctx, issuers, authn.Options{Logger: logger})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+
+	m := metrics.New()
+	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start authorization engine: %w", err)
+	}
+	s.engine = eng
+
+	s.handler = httpapi.New(httpapi.Config{
+		Authz:   authz.New(eng, logger, cfg.Limits),
+		Authn:   verifier,
+		Ready:   eng,
+		Metrics: m,
+		Logger:  logger,
+		Extra:   extra,
+	})
+	return s, nil
+}
+
+// URL returns the base URL the server listens on, such as
+// "http://127.0.0.1:8080".
+func (s *Server) URL() string { return s.url }
+
+// Handler returns the HTTP handler, for tests that skip the listener.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// DevIssuer returns the dev issuer, or nil without Config.Dev.
+func (s *Server) DevIssuer() *devissuer.Issuer { return s.devIssuer }
+
+// Run serves until ctx ends, then shuts down gracefully within 15 seconds
+// and stops SpiceDB.
+func (s *Server) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.listener) }()
+	s.logger.Info("gatehouse serving", "url", s.url)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		s.logger.Warn("graceful shutdown did not finish", "error", err)
+	}
+	if err := s.engine.Close(); err != nil {
+		s.logger.Warn("stop authorization engine", "error", err)
+	}
+	s.logger.Info("gatehouse stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// Close releases the listener and the engine of a Server that was never
+// Run.
+func (s *Server) Close() error {
+	return errors.Join(s.listener.Close(), s.engine.Close())
+}
+
+// isLoopback reports whether the host of a host:port address is a loopback
+// IP or "localhost". An empty host (all interfaces) is not loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
