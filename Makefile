@@ -1,0 +1,33 @@
+# Gatehouse developer tasks. Every target works on a fresh clone with Go installed.
+
+GO        ?= go
+BIN       ?= bin/gatehouse
+HTTP_ADDR ?= 127.0.0.1:8080
+
+.PHONY: all build run test test-short vet bench clean
+
+all: vet test build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gatehouse
+
+## run: start Gatehouse in dev mode (in-memory storage, built-in dev issuer, loopback only)
+run:
+	$(GO) run ./cmd/gatehouse serve --dev --http-addr $(HTTP_ADDR)
+
+## test: vet and run every test, including the end-to-end tests in integration/
+test: vet
+	$(GO) test -count=1 -race -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	$(GO) vet ./...
+
+## bench: run the Go benchmarks of the hot paths
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin
