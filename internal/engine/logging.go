@@ -60,3 +60,10 @@ func contextWithLogger(ctx context.Context, logger *slog.Logger) context.Context
 	zl := zerolog.New(slogWriter{logger: logger}).Level(zerolog.DebugLevel)
 	return zl.WithContext(ctx)
 }
+
+// contextWithDiscardLogger keeps SpiceDB's datastore constructor quiet: it
+// logs at info level only which engine it builds.
+func contextWithDiscardLogger(ctx context.Context) context.Context {
+	zl := zerolog.Nop()
+	return zl.WithContext(ctx)
+}

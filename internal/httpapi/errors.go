@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
@@ -45,13 +47,28 @@ func clientMessage(err, sentinel error) string {
 // error level with the full error, client errors at debug.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	d := problemFor(err)
+	if d.Status == http.StatusInternalServerError && !a.isReady(r.Context()) {
+		// A failure while the datastore is down is an outage, not a bug:
+		// the client may retry, and no answer was given.
+		d = problem.Details{Status: http.StatusServiceUnavailable, Detail: "the datastore is unavailable; retry later"}
+	}
 	if d.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
 	level := a.logger.DebugContext
-	if d.Status >= 500 {
+	switch {
+	case d.Status == http.StatusServiceUnavailable:
+		level = a.logger.WarnContext
+	case d.Status >= 500:
 		level = a.logger.ErrorContext
 	}
 	level(r.Context(), "request failed", "request_id", RequestID(r.Context()), "status", d.Status, "error", err.Error())
 	problem.WriteDetails(w, d)
+}
+
+// isReady probes readiness with a short deadline of its own.
+func (a *api) isReady(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	return a.ready.Ready(ctx) == nil
 }

@@ -5,8 +5,10 @@ package server
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/authzed/spicedb/pkg/datastore"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/httpapi"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
+	"github.com/gatehouse-authz/gatehouse/internal/store"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
@@ -51,11 +54,31 @@ type Config struct {
 
 	// Limits bounds request work; see authz.Limits for the defaults.
 	Limits authz.Limits
+
+	// Datastore is "memory" or "postgres". Default: "memory", which loses
+	// everything when the process exits.
+	Datastore string
+
+	// Postgres configures SpiceDB's datastore when Datastore is "postgres";
+	// its URL also reaches Gatehouse's own tables.
+	Postgres engine.PostgresConfig
+
+	// Migrate applies pending migrations at start-up. Without it, a
+	// database that lacks migrations stops start-up. Default: false.
+	Migrate bool
 }
+
+// Datastore names.
+const (
+	DatastoreMemory   = "memory"
+	DatastorePostgres = "postgres"
+)
 
 // Server is an assembled Gatehouse instance.
 type Server struct {
 	engine    *engine.Engine
+	datastore datastore.Datastore // nil for memory, which the engine owns
+	store     *store.Store        // nil for memory
 	listener  net.Listener
 	handler   http.Handler
 	devIssuer *devissuer.Issuer
@@ -113,18 +136,29 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	if err := s.openStorage(ctx, cfg); err != nil {
+		ln.Close()
+		return nil, err
+	}
+
 	m := metrics.New()
-	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry})
+	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry, Datastore: s.datastore})
 	if err != nil {
+		s.closeStorage()
 		ln.Close()
 		return nil, fmt.Errorf("start authorization engine: %w", err)
 	}
 	s.engine = eng
+	if s.store != nil {
+		if err := s.store.RecordSchema(ctx, schema.Text, Version()); err != nil {
+			logger.Warn("record schema version", "error", err)
+		}
+	}
 
 	s.handler = httpapi.New(httpapi.Config{
 		Authz:   authz.New(eng, logger, cfg.Limits),
 		Authn:   verifier,
-		Ready:   eng,
+		Ready:   s,
 		Metrics: m,
 		Logger:  logger,
 		Extra:   extra,
@@ -172,6 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.engine.Close(); err != nil {
 		s.logger.Warn("stop authorization engine", "error", err)
 	}
+	s.closeStorage()
 	s.logger.Info("gatehouse stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
@@ -182,7 +217,9 @@ func (s *Server) Run(ctx context.Context) error {
 // Close releases the listener and the engine of a Server that was never
 // Run.
 func (s *Server) Close() error {
-	return errors.Join(s.listener.Close(), s.engine.Close())
+	err := errors.Join(s.listener.Close(), s.engine.Close())
+	s.closeStorage()
+	return err
 }
 
 // isLoopback reports whether the host of a host:port address is a loopback
