@@ -12,6 +12,8 @@ import (
 
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
+	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
+	"github.com/gatehouse-authz/gatehouse/internal/store"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
@@ -135,6 +137,41 @@ func TestRejectedSchemaStopsStart(t *testing.T) {
 // BenchmarkCheck compares the two check paths on the same datastore.
 func BenchmarkCheck(b *testing.B) {
 	e := newEngine(b)
+	seed(b, e)
+	req := engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}
+
+	b.Run("api", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := e.Check(b.Context(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("in_process", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := e.CheckInProcess(b.Context(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCheckPostgres compares the two check paths on PostgreSQL.
+func BenchmarkCheckPostgres(b *testing.B) {
+	url := pgtest.NewDatabase(b)
+	if err := store.Migrate(b.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
+		b.Fatalf("migrate: %v", err)
+	}
+	ds, err := engine.NewPostgresDatastore(b.Context(), engine.PostgresConfig{URL: url})
+	if err != nil {
+		b.Fatalf("open datastore: %v", err)
+	}
+	b.Cleanup(func() { ds.Close() })
+	e, err := engine.New(b.Context(), engine.Config{Schema: schema.Text, Datastore: ds, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatalf("start engine: %v", err)
+	}
+	b.Cleanup(func() { e.Close() })
 	seed(b, e)
 	req := engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}
 
