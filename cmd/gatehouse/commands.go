@@ -28,7 +28,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newAuditCommand(), newVersionCommand())
 	return root
 }
 
@@ -133,25 +133,25 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 	}
 	slog.SetDefault(logger)
 
-	var issuers []config.Issuer
+	file := &config.File{}
 	if opts.configPath != "" {
-		file, err := config.Load(opts.configPath)
-		if err != nil {
+		if file, err = config.Load(opts.configPath); err != nil {
 			return err
 		}
-		issuers = file.Issuers
 	}
 
 	opts.postgres.URL = databaseURL(opts.postgres.URL)
 	opts.postgres.EnableMetrics = true
 	srv, err := server.New(cmd.Context(), server.Config{
-		HTTPAddr:  opts.httpAddr,
-		Issuers:   issuers,
-		Dev:       opts.dev,
-		Logger:    logger,
-		Datastore: opts.datastore,
-		Postgres:  opts.postgres,
-		Migrate:   opts.migrate,
+		HTTPAddr:         opts.httpAddr,
+		Issuers:          file.Issuers,
+		PlatformAuditors: file.Platform.Auditors,
+		TrustedProxies:   file.TrustedProxyPrefixes(),
+		Dev:              opts.dev,
+		Logger:           logger,
+		Datastore:        opts.datastore,
+		Postgres:         opts.postgres,
+		Migrate:          opts.migrate,
 	})
 	if err != nil {
 		return err

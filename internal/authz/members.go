@@ -34,7 +34,8 @@ type RoleChange struct {
 // role it held there: a subject holds at most one direct role per resource.
 // The caller needs manage, and manage_owners when the change makes or
 // unmakes an org owner.
-func (s *Service) SetMember(ctx context.Context, caller, resource, subject object.Ref, role string) (RoleChange, error) {
+func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject object.Ref, role string) (RoleChange, error) {
+	caller := c.Ref
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
 
@@ -69,7 +70,16 @@ func (s *Service) SetMember(ctx context.Context, caller, resource, subject objec
 	// concurrent changes still leave exactly one direct role.
 	updates := s.roleDeletes(resource, subject, role)
 	updates = append(updates, update(v1.RelationshipUpdate_OPERATION_TOUCH, resource, role, subject, subjectRelation(subject)))
+	org, err := s.orgOf(ctx, resource)
+	if err != nil {
+		return RoleChange{}, err
+	}
+	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionMemberSet, resource: resource, subject: subject, before: roleState(before), after: roleState(role)})
+	if err != nil {
+		return RoleChange{}, err
+	}
 	token, err := s.engine.Write(ctx, updates, []*v1.Precondition{existsPrecondition(resource)})
+	finish(ctx, change, token, err)
 	if err != nil {
 		return RoleChange{}, s.explainMemberFailure(resource, err)
 	}
@@ -78,7 +88,8 @@ func (s *Service) SetMember(ctx context.Context, caller, resource, subject objec
 
 // RemoveMember removes subject's direct role on resource. Removing a role
 // that does not exist succeeds and changes nothing.
-func (s *Service) RemoveMember(ctx context.Context, caller, resource, subject object.Ref) (RoleChange, error) {
+func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject object.Ref) (RoleChange, error) {
+	caller := c.Ref
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
 
@@ -96,7 +107,20 @@ func (s *Service) RemoveMember(ctx context.Context, caller, resource, subject ob
 		return RoleChange{}, err
 	}
 
+	if before == "" {
+		// Nothing to remove, so nothing changes and nothing is recorded.
+		return RoleChange{Resource: resource, Subject: subject}, nil
+	}
+	org, err := s.orgOf(ctx, resource)
+	if err != nil {
+		return RoleChange{}, err
+	}
+	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionMemberRemove, resource: resource, subject: subject, before: roleState(before), after: roleState("")})
+	if err != nil {
+		return RoleChange{}, err
+	}
 	token, err := s.engine.Write(ctx, s.roleDeletes(resource, subject, ""), nil)
+	finish(ctx, change, token, err)
 	if err != nil {
 		return RoleChange{}, err
 	}

@@ -33,7 +33,8 @@ type Created struct {
 // Create writes a new resource, its link to its parent and its creator's
 // role, all in one atomic write. Ids are unique per type across all orgs, so
 // a taken id is ErrConflict wherever the other resource lives.
-func (s *Service) Create(ctx context.Context, caller object.Ref, req CreateRequest) (Created, error) {
+func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Created, error) {
+	caller := c.Ref
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
 
@@ -58,12 +59,18 @@ func (s *Service) Create(ctx context.Context, caller object.Ref, req CreateReque
 			return Created{}, invalid("owner must be a user or a service, not %s", req.Owner)
 		}
 		owner = req.Owner
+		c.OnBehalfOf = owner
 	}
 
 	// Any authenticated principal may found an org; below that, the caller
 	// needs create on the parent.
+	org := req.Resource
 	if needsParent {
 		if err := s.require(ctx, caller, "create", req.Parent); err != nil {
+			return Created{}, err
+		}
+		var err error
+		if org, err = s.orgOf(ctx, req.Parent); err != nil {
 			return Created{}, err
 		}
 	}
@@ -86,7 +93,16 @@ func (s *Service) Create(ctx context.Context, caller object.Ref, req CreateReque
 	if needsParent {
 		preconditions = append(preconditions, existsPrecondition(req.Parent))
 	}
+	after := map[string]string{"owner": owner.String(), "role": role}
+	if needsParent {
+		after["parent"] = req.Parent.String()
+	}
+	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionResourceCreate, resource: req.Resource, subject: owner, after: after})
+	if err != nil {
+		return Created{}, err
+	}
 	token, err := s.engine.Write(ctx, updates, preconditions)
+	finish(ctx, change, token, err)
 	if err != nil {
 		return Created{}, s.explainCreateFailure(ctx, req, err)
 	}
@@ -115,7 +131,8 @@ func (s *Service) explainCreateFailure(ctx context.Context, req CreateRequest, e
 // Descendants are removed before their ancestors, so a delete interrupted
 // part way leaves the resource in place and can simply be repeated, and no
 // partial state grants more access than before.
-func (s *Service) Delete(ctx context.Context, caller object.Ref, resource object.Ref) (string, error) {
+func (s *Service) Delete(ctx context.Context, c Caller, resource object.Ref) (string, error) {
+	caller := c.Ref
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
 
@@ -126,16 +143,29 @@ func (s *Service) Delete(ctx context.Context, caller object.Ref, resource object
 		return "", err
 	}
 
+	org, err := s.orgOf(ctx, resource)
+	if err != nil {
+		return "", err
+	}
 	tree, err := s.descendants(ctx, resource)
+	if err != nil {
+		return "", err
+	}
+
+	before := map[string]string{"descendants": count(len(tree) - 1)}
+	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionResourceDelete, resource: resource, before: before, after: map[string]string{}})
 	if err != nil {
 		return "", err
 	}
 	var token string
 	for i := len(tree) - 1; i >= 0; i-- {
 		if token, err = s.deleteObject(ctx, tree[i]); err != nil {
+			// Part of the tree may be gone: the reconciler decides from the
+			// state whether the delete counts as applied.
 			return "", fmt.Errorf("delete %s: %w", tree[i], err)
 		}
 	}
+	finish(ctx, change, token, nil)
 	return token, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
@@ -87,17 +88,19 @@ func (l Limits) withDefaults() Limits {
 // Service runs the tenancy operations against an engine. It is safe for
 // concurrent use.
 type Service struct {
-	engine *engine.Engine
-	logger *slog.Logger
-	limits Limits
+	engine   *engine.Engine
+	recorder *audit.Recorder
+	logger   *slog.Logger
+	limits   Limits
 }
 
-// New returns a Service on e. A nil logger means slog.Default().
-func New(e *engine.Engine, logger *slog.Logger, limits Limits) *Service {
+// New returns a Service on e that records every change with recorder. A nil
+// logger means slog.Default().
+func New(e *engine.Engine, recorder *audit.Recorder, logger *slog.Logger, limits Limits) *Service {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Service{engine: e, logger: logger, limits: limits.withDefaults()}
+	return &Service{engine: e, recorder: recorder, logger: logger, limits: limits.withDefaults()}
 }
 
 // Limits returns the limits in force, defaults filled in.
@@ -139,4 +142,12 @@ func (s *Service) require(ctx context.Context, caller object.Ref, permission str
 		return fmt.Errorf("%w: %s lacks %q on %s", ErrForbidden, caller, permission, resource)
 	}
 	return fmt.Errorf("%w: %s", ErrNotFound, resource)
+}
+
+// RequireManage returns nil when caller has manage on resource, and
+// otherwise ErrForbidden or ErrNotFound as for any other operation.
+func (s *Service) RequireManage(ctx context.Context, caller, resource object.Ref) error {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+	return s.require(ctx, caller, "manage", resource)
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -37,6 +38,15 @@ type File struct {
 	// accepts. An empty list is valid but accepts no token, unless the
 	// caller adds an issuer of its own (as `gatehouse serve --dev` does).
 	Issuers []Issuer `yaml:"issuers"`
+
+	// Platform lists the principals with powers over every org.
+	Platform Platform `yaml:"platform"`
+
+	// TrustedProxies are the networks (CIDR, such as 10.0.0.0/8) of the
+	// reverse proxies in front of Gatehouse, whose X-Forwarded-For header
+	// is believed when the audit log records a client address. Default:
+	// none, so the direct peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// root is the parsed YAML tree when the File came from Parse. Validate
 	// uses it to add line numbers to its errors.
@@ -206,6 +216,25 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("config: %s: %s", e.Key, e.Message)
 }
 
+// Platform lists principals, written as "user:<issuer name>|<subject>" or
+// "service:...", with powers over every org.
+type Platform struct {
+	// Auditors may read every org's audit events. Default: none.
+	Auditors []string `yaml:"auditors"`
+}
+
+// TrustedProxyPrefixes returns TrustedProxies parsed; call it after
+// Validate, which rejects invalid entries.
+func (f *File) TrustedProxyPrefixes() []netip.Prefix {
+	var prefixes []netip.Prefix
+	for _, p := range f.TrustedProxies {
+		if prefix, err := netip.ParsePrefix(p); err == nil {
+			prefixes = append(prefixes, prefix.Masked())
+		}
+	}
+	return prefixes
+}
+
 // Validate checks every issuer and returns all problems found, joined with
 // errors.Join, each one a *FieldError. It does not contact any issuer.
 func (f *File) Validate() error {
@@ -286,6 +315,16 @@ func (f *File) Validate() error {
 					report(prefix+".app_tokens.values["+strconv.Itoa(j)+"]", "empty value")
 				}
 			}
+		}
+	}
+	for i, p := range f.Platform.Auditors {
+		if _, err := object.ParseSubject(p); err != nil || strings.HasPrefix(p, object.TypeGroup+":") {
+			report("platform.auditors["+strconv.Itoa(i)+"]", "%q must be a principal such as user:corp|alice", p)
+		}
+	}
+	for i, p := range f.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			report("trusted_proxies["+strconv.Itoa(i)+"]", "%q is not a network in CIDR notation, such as 10.0.0.0/8", p)
 		}
 	}
 	return errors.Join(errs...)

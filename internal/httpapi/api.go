@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"time"
 
+	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
@@ -52,9 +54,24 @@ type Config struct {
 	// Extra mounts more handlers, by ServeMux pattern, such as the dev
 	// issuer's. Default: none.
 	Extra map[string]http.Handler
+
+	// Audit serves GET /v1/audit. Required.
+	Audit audit.Log
+
+	// PlatformAuditors may read every org's audit events. Default: none.
+	PlatformAuditors []string
+
+	// TrustedProxies are the networks whose X-Forwarded-For header is
+	// believed when recording client addresses. Default: none, so the
+	// direct peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 type api struct {
+	audit            audit.Log
+	platformAuditors []string
+	trustedProxies   []netip.Prefix
+
 	authz   *authz.Service
 	authn   Authenticator
 	ready   Readiness
@@ -68,6 +85,7 @@ func New(cfg Config) http.Handler {
 	a := &api{
 		authz: cfg.Authz, authn: cfg.Authn, ready: cfg.Ready, metrics: cfg.Metrics,
 		logger: cfg.Logger, maxBody: cfg.MaxBodyBytes,
+		audit: cfg.Audit, platformAuditors: cfg.PlatformAuditors, trustedProxies: cfg.TrustedProxies,
 	}
 	if a.logger == nil {
 		a.logger = slog.Default()
@@ -91,6 +109,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("POST /v1/check/bulk", a.authenticated(a.checkBulk))
 	mux.Handle("POST /v1/lookup/resources", a.authenticated(a.lookupResources))
 	mux.Handle("POST /v1/lookup/subjects", a.authenticated(a.lookupSubjects))
+	mux.Handle("GET /v1/audit", a.authenticated(a.listAudit))
 	for pattern, h := range cfg.Extra {
 		mux.Handle(pattern, h)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
@@ -27,6 +28,8 @@ func problemFor(err error) problem.Details {
 		return problem.Details{Status: http.StatusForbidden, Detail: clientMessage(err, authz.ErrForbidden)}
 	case errors.Is(err, authz.ErrConflict):
 		return problem.Details{Status: http.StatusConflict, Detail: clientMessage(err, authz.ErrConflict)}
+	case errors.Is(err, audit.ErrUnavailable):
+		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the audit log could not record the change, so it was not made; retry later"}
 	case errors.Is(err, engine.ErrUnavailable):
 		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the authorization engine did not answer in time; retry later"}
 	}

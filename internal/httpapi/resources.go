@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -30,6 +31,7 @@ type createRequest struct {
 	Resource string `json:"resource"`
 	Parent   string `json:"parent"`
 	Owner    string `json:"owner"`
+	Reason   string `json:"reason"`
 }
 
 type createResponse struct {
@@ -64,7 +66,12 @@ func (a *api) createResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 		}
 	}
 
-	created, err := a.authz.Create(r.Context(), p.Ref, authzCreate(resource, parent, owner))
+	if !validReason(body.Reason) {
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		return
+	}
+
+	created, err := a.authz.Create(r.Context(), a.caller(r, p, body.Reason), authzCreate(resource, parent, owner))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -85,7 +92,11 @@ func (a *api) deleteResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 	if !ok {
 		return
 	}
-	token, err := a.authz.Delete(r.Context(), p.Ref, resource)
+	reason, ok := queryReason(w, r)
+	if !ok {
+		return
+	}
+	token, err := a.authz.Delete(r.Context(), a.caller(r, p, reason), resource)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -95,7 +106,8 @@ func (a *api) deleteResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 }
 
 type memberRequest struct {
-	Role string `json:"role"`
+	Role   string `json:"role"`
+	Reason string `json:"reason"`
 }
 
 type memberResponse struct {
@@ -124,7 +136,12 @@ func (a *api) setMember(w http.ResponseWriter, r *http.Request, p *authn.Princip
 		return
 	}
 
-	change, err := a.authz.SetMember(r.Context(), p.Ref, resource, subject, body.Role)
+	if !validReason(body.Reason) {
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		return
+	}
+
+	change, err := a.authz.SetMember(r.Context(), a.caller(r, p, body.Reason), resource, subject, body.Role)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -144,7 +161,11 @@ func (a *api) removeMember(w http.ResponseWriter, r *http.Request, p *authn.Prin
 	if !ok {
 		return
 	}
-	change, err := a.authz.RemoveMember(r.Context(), p.Ref, resource, subject)
+	reason, ok := queryReason(w, r)
+	if !ok {
+		return
+	}
+	change, err := a.authz.RemoveMember(r.Context(), a.caller(r, p, reason), resource, subject)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -189,6 +210,16 @@ func (a *api) listMembers(w http.ResponseWriter, r *http.Request, p *authn.Princ
 		resp.Members[i] = memberEntry{Subject: m.Subject.String(), Role: m.Role, ExpiresAt: m.ExpiresAt}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// queryReason returns the optional "reason" query parameter of a DELETE.
+func queryReason(w http.ResponseWriter, r *http.Request) (string, bool) {
+	reason := r.URL.Query().Get("reason")
+	if !validReason(reason) {
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		return "", false
+	}
+	return reason, true
 }
 
 // pathResource parses the {type} and {id} path values.

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
+	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/config"
@@ -63,6 +65,13 @@ type Config struct {
 	// its URL also reaches Gatehouse's own tables.
 	Postgres engine.PostgresConfig
 
+	// PlatformAuditors may read every org's audit events. Default: none.
+	PlatformAuditors []string
+
+	// TrustedProxies are the networks whose X-Forwarded-For header is
+	// believed for client addresses. Default: none.
+	TrustedProxies []netip.Prefix
+
 	// Migrate applies pending migrations at start-up. Without it, a
 	// database that lacks migrations stops start-up. Default: false.
 	Migrate bool
@@ -77,6 +86,8 @@ const (
 // Server is an assembled Gatehouse instance.
 type Server struct {
 	engine    *engine.Engine
+	authz     *authz.Service
+	recorder  *audit.Recorder
 	datastore datastore.Datastore // nil for memory, which the engine owns
 	store     *store.Store        // nil for memory
 	listener  net.Listener
@@ -155,13 +166,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
+	var auditLog audit.Log = audit.NewMemory()
+	if s.store != nil {
+		auditLog = audit.NewPostgres(s.store.Pool)
+	}
+	s.recorder = audit.NewRecorder(auditLog, logger)
+	s.authz = authz.New(eng, s.recorder, logger, cfg.Limits)
+
 	s.handler = httpapi.New(httpapi.Config{
-		Authz:   authz.New(eng, logger, cfg.Limits),
-		Authn:   verifier,
-		Ready:   s,
-		Metrics: m,
-		Logger:  logger,
-		Extra:   extra,
+		Authz:            s.authz,
+		Audit:            auditLog,
+		PlatformAuditors: cfg.PlatformAuditors,
+		TrustedProxies:   cfg.TrustedProxies,
+		Authn:            verifier,
+		Ready:            s,
+		Metrics:          m,
+		Logger:           logger,
+		Extra:            extra,
 	})
 	return s, nil
 }
@@ -190,6 +211,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.listener) }()
+	reconcileDone := make(chan struct{})
+	reconcileCtx, stopReconcile := context.WithCancel(ctx)
+	go func() {
+		defer close(reconcileDone)
+		s.reconcileLoop(reconcileCtx)
+	}()
 	s.logger.Info("gatehouse serving", "url", s.url)
 
 	var serveErr error
@@ -198,6 +225,8 @@ func (s *Server) Run(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 
+	stopReconcile()
+	<-reconcileDone
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -234,4 +263,34 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// reconcileInterval is how often unsettled audit events are looked for, and
+// reconcileGrace how old one must be before it counts as abandoned.
+const (
+	reconcileInterval = 30 * time.Second
+	reconcileGrace    = time.Minute
+)
+
+// reconcileLoop settles audit events whose outcome was never recorded
+// because a process stopped between a change and its outcome. Every
+// instance runs it; an event gets at most one outcome all the same.
+func (s *Server) reconcileLoop(ctx context.Context) {
+	ticker := time.NewTicker(reconcileInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if _, err := s.recorder.Reconcile(ctx, reconcileGrace, s.authz.InPlace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconcile audit events", "error", err)
+		}
+	}
+}
+
+// Reconcile settles abandoned audit events at once, for tests and the CLI.
+func (s *Server) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
+	return s.recorder.Reconcile(ctx, grace, s.authz.InPlace)
 }

@@ -1,0 +1,114 @@
+package authz
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/gatehouse-authz/gatehouse/internal/audit"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// Caller is the principal that asks for a change, with what the audit log
+// records about the request.
+type Caller struct {
+	Ref     object.Ref
+	Issuer  string
+	TokenID string
+
+	// OnBehalfOf is the user a service acts for, when it says so.
+	OnBehalfOf object.Ref
+
+	ClientIP  string
+	UserAgent string
+	RequestID string
+
+	// Reason is the caller's free-text justification, if given.
+	Reason string
+}
+
+// Audit actions.
+const (
+	ActionResourceCreate = "resource.create"
+	ActionResourceDelete = "resource.delete"
+	ActionMemberSet      = "member.set"
+	ActionMemberRemove   = "member.remove"
+)
+
+// auditedChange describes one change for the audit log.
+type auditedChange struct {
+	org      object.Ref
+	action   string
+	resource object.Ref
+	subject  object.Ref
+	before   map[string]string
+	after    map[string]string
+}
+
+// begin records c before it is made.
+func (s *Service) begin(ctx context.Context, caller Caller, c auditedChange) (*audit.Change, error) {
+	e := audit.Entry{
+		Chain:     c.org.String(),
+		Actor:     audit.Actor{Principal: caller.Ref.String(), Issuer: caller.Issuer, TokenID: caller.TokenID},
+		Action:    c.action,
+		Resource:  c.resource.String(),
+		Before:    c.before,
+		After:     c.after,
+		Reason:    caller.Reason,
+		ClientIP:  caller.ClientIP,
+		UserAgent: caller.UserAgent,
+		RequestID: caller.RequestID,
+	}
+	if !c.subject.IsZero() {
+		e.Subject = c.subject.String()
+	}
+	if !caller.OnBehalfOf.IsZero() {
+		e.OnBehalfOf = caller.OnBehalfOf.String()
+	}
+	return s.recorder.Begin(ctx, e)
+}
+
+// finish records the outcome of a change begun with begin.
+func finish(ctx context.Context, change *audit.Change, token string, err error) {
+	if err != nil {
+		change.Failed(ctx)
+		return
+	}
+	change.Applied(ctx, token)
+}
+
+// roleState is the before or after state of a member change.
+func roleState(role string) map[string]string {
+	if role == "" {
+		return map[string]string{}
+	}
+	return map[string]string{"role": role}
+}
+
+// InPlace reports whether the change an audit event describes is in place
+// now. The reconciler uses it for events whose outcome was never recorded.
+func (s *Service) InPlace(ctx context.Context, e audit.Entry) (bool, error) {
+	resource, err := object.ParseResource(e.Resource)
+	if err != nil {
+		return false, nil
+	}
+	switch e.Action {
+	case ActionResourceCreate:
+		return s.engine.Exists(ctx, resource)
+	case ActionResourceDelete:
+		exists, err := s.engine.Exists(ctx, resource)
+		return !exists, err
+	case ActionMemberSet, ActionMemberRemove:
+		subject, err := object.ParseSubject(e.Subject)
+		if err != nil {
+			return false, nil
+		}
+		role, err := s.directRole(ctx, resource, subject)
+		if err != nil {
+			return false, err
+		}
+		return role == e.After["role"], nil
+	}
+	return false, nil
+}
+
+func count(n int) string { return strconv.Itoa(n) }
