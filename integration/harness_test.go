@@ -112,14 +112,15 @@ type problemDoc struct {
 
 // request is one HTTP request. Body is sent as is when it is a string or
 // []byte, and JSON-encoded otherwise. ContentType defaults to
-// application/json when there is a body.
+// application/json when there is a body, unless OmitContentType is set.
 type request struct {
-	Method      string
-	Path        string
-	Token       string
-	Body        any
-	ContentType string
-	Header      http.Header
+	Method          string
+	Path            string
+	Token           string
+	Body            any
+	ContentType     string
+	OmitContentType bool
+	Header          http.Header
 }
 
 // send performs req and reads the whole response.
@@ -140,7 +141,7 @@ func (g *gatehouse) send(t *testing.T, req request) response {
 		}
 		body = bytes.NewReader(data)
 	}
-	if body != nil && contentType == "" {
+	if body != nil && contentType == "" && !req.OmitContentType {
 		contentType = "application/json"
 	}
 
@@ -249,20 +250,20 @@ func createReq(resource, parent string) map[string]string {
 }
 
 // create creates resource under parent ("" for an org) and fails the test
-// unless Gatehouse answers 201.
+// unless Gatehouse responds 201.
 func (c *caller) create(t *testing.T, resource, parent string) {
 	t.Helper()
 	wantStatus(t, c.do(t, http.MethodPost, "/v1/resources", createReq(resource, parent)), http.StatusCreated)
 }
 
-// setRole gives subject role on resource and fails unless Gatehouse answers 200.
+// setRole gives subject role on resource and fails unless Gatehouse responds 200.
 func (c *caller) setRole(t *testing.T, resource, subject, role string) {
 	t.Helper()
 	wantStatus(t, c.do(t, http.MethodPut, memberPath(resource, subject), map[string]string{"role": role}), http.StatusOK)
 }
 
 // removeRole removes subject's role on resource and fails unless Gatehouse
-// answers 204.
+// responds 204.
 func (c *caller) removeRole(t *testing.T, resource, subject string) {
 	t.Helper()
 	wantStatus(t, c.do(t, http.MethodDelete, memberPath(resource, subject), nil), http.StatusNoContent)
@@ -279,7 +280,7 @@ func checkBody(subject, permission, resource string) map[string]string {
 }
 
 // allowed runs one check and returns its decision, failing unless
-// Gatehouse answers 200.
+// Gatehouse responds 200.
 func (c *caller) allowed(t *testing.T, subject, permission, resource string) bool {
 	t.Helper()
 	r := c.do(t, http.MethodPost, "/v1/check", checkBody(subject, permission, resource))
@@ -326,18 +327,29 @@ func (c *caller) allowedSet(t *testing.T, subject, permission string, resources 
 	return allowed
 }
 
-// lookupResources returns every resource of resourceType on which subject
-// has permission, following page tokens, sorted. An empty subject means
-// the caller.
+// lookupResources returns the set of resources of resourceType on which
+// subject has permission, following page tokens, sorted. An empty subject
+// means the caller.
+//
+// NOTE: it removes duplicates, because Gatehouse repeats a resource on later
+// pages once per path that reaches it; TestLookupPagesRepeatNothing reports
+// that on its own. The largest page size keeps the repeats rare here.
 func (c *caller) lookupResources(t *testing.T, subject, permission, resourceType string) []string {
+	t.Helper()
+	return slices.Compact(c.lookupPages(t, subject, permission, resourceType, 1000))
+}
+
+// lookupPages returns every resource of every page of a resource lookup
+// with the given page size, duplicates included, sorted.
+func (c *caller) lookupPages(t *testing.T, subject, permission, resourceType string, pageSize int) []string {
 	t.Helper()
 	found := []string{}
 	token := ""
 	for page := 0; ; page++ {
 		if page > 100 {
-			t.Fatalf("lookup of %s %s: more than 100 pages", permission, resourceType)
+			t.Fatalf("lookup of %s %s: more than 100 pages of %d", permission, resourceType, pageSize)
 		}
-		body := map[string]any{"permission": permission, "resource_type": resourceType, "page_size": 50}
+		body := map[string]any{"permission": permission, "resource_type": resourceType, "page_size": pageSize}
 		if subject != "" {
 			body["subject"] = subject
 		}
@@ -422,6 +434,3 @@ func (c *caller) members(t *testing.T, resource string) []string {
 	slices.Sort(found)
 	return found
 }
-
-// equalSets reports whether two sorted slices hold the same elements.
-func equalSets(a, b []string) bool { return slices.Equal(a, b) }

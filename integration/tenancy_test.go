@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,9 +24,9 @@ import (
 //	  workspace:g-w1: project:g-p1: document:g-d1
 //	  group:g-team (member grace)
 type tenants struct {
-	g                                          *gatehouse
+	g                                           *gatehouse
 	alice, bob, carol, dave, erin, frank, grace *caller
-	billing                                    *caller
+	billing                                     *caller
 
 	acme   []string // every acme resource, "type:id"
 	globex []string // every globex resource
@@ -230,7 +231,7 @@ func TestTenantIsolation(t *testing.T) {
 		} {
 			r := alice.do(t, http.MethodPost, "/v1/resources", createReq(c.resource, c.parent))
 			wantProblem(t, r, http.StatusNotFound)
-			if got := carol.allowedSet(t, alice.ref, "view", []string{c.resource}); len(got) != 0 {
+			if alice.allowed(t, "", "view", c.resource) || carol.allowed(t, "", "view", c.resource) {
 				t.Errorf("%s exists after a rejected create", c.resource)
 			}
 		}
@@ -272,7 +273,11 @@ func TestNotFoundIndistinguishable(t *testing.T) {
 			return alice.do(t, http.MethodGet, resourcePath(o)+"/members", nil)
 		}},
 		{"set member", func(o string) response {
-			return alice.do(t, http.MethodPut, memberPath(o, alice.ref), map[string]string{"role": "admin"})
+			role := "viewer"
+			if strings.HasPrefix(o, "org:") || strings.HasPrefix(o, "group:") {
+				role = "member"
+			}
+			return alice.do(t, http.MethodPut, memberPath(o, alice.ref), map[string]string{"role": role})
 		}},
 		{"remove member", func(o string) response {
 			return alice.do(t, http.MethodDelete, memberPath(o, carol.ref), nil)
@@ -333,9 +338,9 @@ func TestLookupMatchesCheck(t *testing.T) {
 	// The view sets follow from the roles in newTenants, and keep the
 	// comparison from passing when lookup and check are both empty.
 	tests := []struct {
-		name     string
-		who      *caller
-		wantView []string
+		name      string
+		principal *caller
+		wantView  []string
 	}{
 		{"owner", ts.alice, ts.acme},
 		{"org admin", ts.frank, ts.acme},
@@ -352,7 +357,7 @@ func TestLookupMatchesCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, perm := range []string{"view", "edit", "manage"} {
-				allowed := tt.who.allowedSet(t, "", perm, all)
+				allowed := tt.principal.allowedSet(t, "", perm, all)
 				if perm == "view" {
 					want := slices.Sorted(slices.Values(tt.wantView))
 					if !slices.Equal(allowed, want) {
@@ -360,7 +365,7 @@ func TestLookupMatchesCheck(t *testing.T) {
 					}
 				}
 				for _, typ := range resourceTypes {
-					got := tt.who.lookupResources(t, "", perm, typ)
+					got := tt.principal.lookupResources(t, "", perm, typ)
 					if want := ofType(allowed, typ); !slices.Equal(got, want) {
 						t.Errorf("lookup %s %s: got %v, checks allow %v", perm, typ, got, want)
 					}
@@ -565,4 +570,25 @@ func TestOwnerRules(t *testing.T) {
 		}
 		wantProblem(t, bob.do(t, http.MethodDelete, memberPath("org:acme", bob.ref), nil), http.StatusConflict)
 	})
+}
+
+// TestLookupPagesRepeatNothing pages through a lookup with small pages: a
+// client that follows every page token should see each resource once.
+func TestLookupPagesRepeatNothing(t *testing.T) {
+	ts := newTenants(t)
+	want := ofType(ts.acme, "document")
+
+	for _, pageSize := range []int{1, 3, 4, 50} {
+		t.Run(fmt.Sprintf("page size %d", pageSize), func(t *testing.T) {
+			// alice reaches each document through several paths: org owner,
+			// workspace and project admin, document owner.
+			got := ts.alice.lookupPages(t, "", "view", "document", pageSize)
+			if set := slices.Compact(slices.Clone(got)); !slices.Equal(set, want) {
+				t.Fatalf("pages return the set %v, want %v", set, want)
+			}
+			if len(got) != len(want) {
+				t.Errorf("pages return %d results for the %d documents %v", len(got), len(want), want)
+			}
+		})
+	}
 }

@@ -32,7 +32,6 @@ type Report struct {
 // OK reports whether every chain verified.
 func (r Report) OK() bool { return len(r.Breaks) == 0 }
 
-
 // Verify walks every chain of log and checks, for each entry, that its
 // sequence number follows the previous one, that it names the previous
 // entry's hash, and that its own hash matches its content; and, for each
