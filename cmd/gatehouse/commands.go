@@ -40,6 +40,7 @@ type serveOptions struct {
 	logFormat  string
 	datastore  string
 	migrate    bool
+	sampleRate float64
 	postgres   engine.PostgresConfig
 }
 
@@ -72,6 +73,7 @@ machine; it listens on loopback only.`,
 	f.StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&opts.datastore, "datastore", server.DatastoreMemory, "where relationships live: memory (lost on exit) or postgres")
 	f.BoolVar(&opts.migrate, "migrate", false, "apply pending database migrations before serving (postgres only)")
+	f.Float64Var(&opts.sampleRate, "decision-log-sample-rate", 0, "share of check decisions, from 0 (off) to 1, logged asynchronously with log=decisions")
 	registerPostgresFlags(f, &opts.postgres)
 	return cmd
 }

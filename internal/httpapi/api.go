@@ -55,6 +55,10 @@ type Config struct {
 	// issuer's. Default: none.
 	Extra map[string]http.Handler
 
+	// Decisions, when set, receives a sample of check decisions.
+	// Default: nil, no decision log.
+	Decisions *DecisionLog
+
 	// Audit serves GET /v1/audit. Required.
 	Audit audit.Log
 
@@ -68,6 +72,9 @@ type Config struct {
 }
 
 type api struct {
+	authLog   *rateLimitedLog
+	decisions *DecisionLog
+
 	audit            audit.Log
 	platformAuditors []string
 	trustedProxies   []netip.Prefix
@@ -93,6 +100,10 @@ func New(cfg Config) http.Handler {
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
 	}
+	// Token failures are counted in metrics; the log keeps a sample of at
+	// most 10 reasons a second.
+	a.authLog = newRateLimitedLog(a.logger, 10, time.Second)
+	a.decisions = cfg.Decisions
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)

@@ -28,7 +28,7 @@ func (a *api) authenticated(next func(http.ResponseWriter, *http.Request, *authn
 		p, err := a.authn.Authenticate(r.Context(), raw)
 		if err != nil {
 			a.metrics.AuthFailures.Inc()
-			a.logger.InfoContext(r.Context(), "token rejected", "request_id", RequestID(r.Context()), "reason", err.Error())
+			a.authLog.Info(r.Context(), "token rejected", "request_id", RequestID(r.Context()), "reason", err.Error())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+tokenMessage+`"`)
 			problem.Write(w, http.StatusUnauthorized, tokenMessage)
 			return

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
@@ -97,6 +98,10 @@ func (a *api) check(w http.ResponseWriter, r *http.Request, p *authn.Principal) 
 		return
 	}
 	a.countDecision(result.Allowed)
+	a.decisions.Record(Decision{
+		Time: time.Now(), RequestID: RequestID(r.Context()), Caller: p.Ref.String(),
+		Subject: req.Subject.String(), Permission: req.Permission, Resource: req.Resource.String(), Allowed: result.Allowed,
+	})
 	writeJSON(w, http.StatusOK, checkResponse{Allowed: result.Allowed, ConsistencyToken: result.Token})
 }
 
@@ -172,6 +177,10 @@ func (a *api) checkBulk(w http.ResponseWriter, r *http.Request, p *authn.Princip
 			}
 			results[i] = bulkResult{Allowed: item.Result.Allowed, ConsistencyToken: item.Result.Token}
 			a.countDecision(item.Result.Allowed)
+			a.decisions.Record(Decision{
+				Time: time.Now(), RequestID: RequestID(r.Context()), Caller: p.Ref.String(),
+				Subject: reqs[n].Subject.String(), Permission: reqs[n].Permission, Resource: reqs[n].Resource.String(), Allowed: item.Result.Allowed,
+			})
 		}
 	}
 	writeJSON(w, http.StatusOK, bulkResponse{Results: results})

@@ -72,6 +72,10 @@ type Config struct {
 	// believed for client addresses. Default: none.
 	TrustedProxies []netip.Prefix
 
+	// DecisionLogSampleRate is the share of check decisions (0 to 1) written
+	// to the decision log. Default: 0, no decision log.
+	DecisionLogSampleRate float64
+
 	// Migrate applies pending migrations at start-up. Without it, a
 	// database that lacks migrations stops start-up. Default: false.
 	Migrate bool
@@ -88,6 +92,7 @@ type Server struct {
 	engine    *engine.Engine
 	authz     *authz.Service
 	recorder  *audit.Recorder
+	decisions *httpapi.DecisionLog
 	datastore datastore.Datastore // nil for memory, which the engine owns
 	store     *store.Store        // nil for memory
 	listener  net.Listener
@@ -173,7 +178,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.recorder = audit.NewRecorder(auditLog, logger)
 	s.authz = authz.New(eng, s.recorder, logger, cfg.Limits)
 
+	if cfg.DecisionLogSampleRate < 0 || cfg.DecisionLogSampleRate > 1 {
+		s.Close()
+		return nil, fmt.Errorf("decision log sample rate %v must be between 0 and 1", cfg.DecisionLogSampleRate)
+	}
+	if cfg.DecisionLogSampleRate > 0 {
+		s.decisions = httpapi.NewDecisionLog(logger.With("log", "decisions"), cfg.DecisionLogSampleRate, 4096, m.Registry)
+	}
+
 	s.handler = httpapi.New(httpapi.Config{
+		Decisions:        s.decisions,
 		Authz:            s.authz,
 		Audit:            auditLog,
 		PlatformAuditors: cfg.PlatformAuditors,
@@ -217,6 +231,9 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(reconcileDone)
 		s.reconcileLoop(reconcileCtx)
 	}()
+	if s.decisions != nil {
+		go s.decisions.Run(reconcileCtx)
+	}
 	s.logger.Info("gatehouse serving", "url", s.url)
 
 	var serveErr error
