@@ -81,6 +81,11 @@ type Entry struct {
 
 	PrevHash string `json:"prev_hash"` // set by Append
 	Hash     string `json:"hash"`      // set by Append
+
+	// Position orders all entries of the log, across chains, in the order
+	// they were stored; set by Append. It is not part of the hash, because
+	// the log assigns it as the entry is stored.
+	Position int64 `json:"-"`
 }
 
 // Event is an event entry joined with its outcome, as callers see it: Outcome
@@ -119,8 +124,8 @@ type Filter struct {
 	Since    time.Time
 	Until    time.Time
 
-	// After continues after the event with this id (a page token).
-	After string
+	// After continues after the event at this Position (a page token).
+	After int64
 	Limit int
 }
 
@@ -130,8 +135,8 @@ type Log interface {
 	// PrevHash and Hash, and returns the stored entry.
 	Append(ctx context.Context, e Entry) (Entry, error)
 
-	// List returns events that match f, oldest first, joined with their
-	// outcomes, leaving out events whose outcome is failed.
+	// List returns events that match f in order of Position, joined with
+	// their outcomes, leaving out events whose outcome is failed.
 	List(ctx context.Context, f Filter) ([]Event, error)
 
 	// Walk calls fn with every entry of every chain, each chain in order of

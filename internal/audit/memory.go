@@ -42,6 +42,7 @@ func (m *Memory) Append(ctx context.Context, e Entry) (Entry, error) {
 	e.Time = m.now().UTC().Truncate(time.Microsecond)
 	e.PrevHash = head.Hash
 	e.Hash = ComputeHash(e)
+	e.Position = int64(len(m.entries)) + 1
 	m.entries = append(m.entries, e)
 	m.heads[e.Chain] = Head{Seq: e.Seq, Hash: e.Hash}
 	return e, nil
@@ -57,14 +58,9 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]Event, error) {
 			outcomes[e.EventID] = e
 		}
 	}
-	started := f.After == ""
 	var events []Event
 	for _, e := range m.entries {
-		if !started {
-			started = e.ID == f.After
-			continue
-		}
-		if e.Kind != KindEvent || !f.matches(e) {
+		if e.Position <= f.After || e.Kind != KindEvent || !f.matches(e) {
 			continue
 		}
 		outcome := outcomes[e.ID]

@@ -32,14 +32,26 @@ const entryColumns = `id, chain, seq, time, kind, actor_principal, actor_issuer,
 	on_behalf_of, action, resource, subject, before, after, reason, client_ip, user_agent,
 	request_id, break_glass, consistency_token, event_id, outcome, prev_hash, hash`
 
-// Append locks the chain's head row, so that appends to one chain are
-// serialized while different chains proceed in parallel.
+// selectColumns are the columns scanEntry reads: the inserted ones and the
+// position the table assigns.
+const selectColumns = entryColumns + `, position`
+
+// appendLockID is the transaction-level advisory lock that serializes all
+// appends, so that entries commit in the order of their position.
+const appendLockID = 0x61756474 // "audt"
+
+// Append serializes all appends on one advisory lock: audit entries are
+// written once per change, far less often than checks, and a single order
+// lets readers page by position without missing late commits.
 func (p *Postgres) Append(ctx context.Context, e Entry) (Entry, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Entry{}, err
-	}
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, appendLockID); err != nil {
+			return err
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, '') ON CONFLICT DO NOTHING`, e.Chain); err != nil {
 			return err
 		}
@@ -70,11 +82,12 @@ func (p *Postgres) Append(ctx context.Context, e Entry) (Entry, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO audit_entries (`+entryColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)`,
+		err = tx.QueryRow(ctx, `INSERT INTO audit_entries (`+entryColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+			RETURNING position`,
 			e.ID, e.Chain, e.Seq, e.Time, e.Kind, e.Actor.Principal, e.Actor.Issuer, e.Actor.TokenID,
 			e.OnBehalfOf, e.Action, e.Resource, e.Subject, before, after, e.Reason, e.ClientIP, e.UserAgent,
-			e.RequestID, e.BreakGlass, e.ConsistencyToken, e.EventID, e.Outcome, e.PrevHash, e.Hash)
+			e.RequestID, e.BreakGlass, e.ConsistencyToken, e.EventID, e.Outcome, e.PrevHash, e.Hash).Scan(&e.Position)
 		if err != nil {
 			return err
 		}
@@ -116,17 +129,17 @@ func (p *Postgres) List(ctx context.Context, f Filter) ([]Event, error) {
 	if !f.Until.IsZero() {
 		where = append(where, "e.time < "+arg(f.Until))
 	}
-	if f.After != "" {
-		where = append(where, "e.id > "+arg(f.After))
+	if f.After > 0 {
+		where = append(where, "e.position > "+arg(f.After))
 	}
 	limit := ""
 	if f.Limit > 0 {
 		limit = " LIMIT " + arg(f.Limit)
 	}
-	query := `SELECT ` + prefixed("e.", entryColumns) + `, coalesce(o.outcome, ''), coalesce(o.consistency_token, '')
+	query := `SELECT ` + prefixed("e.", selectColumns) + `, coalesce(o.outcome, ''), coalesce(o.consistency_token, '')
 		FROM audit_entries e
 		LEFT JOIN audit_entries o ON o.kind = 'outcome' AND o.event_id = e.id
-		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY e.id` + limit
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY e.position` + limit
 
 	rows, err := p.pool.Query(ctx, query, args...)
 	if err != nil {
@@ -145,7 +158,7 @@ func (p *Postgres) List(ctx context.Context, f Filter) ([]Event, error) {
 }
 
 func (p *Postgres) Walk(ctx context.Context, fn func(Entry) error) error {
-	rows, err := p.pool.Query(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY chain, seq`)
+	rows, err := p.pool.Query(ctx, `SELECT `+selectColumns+` FROM audit_entries ORDER BY chain, seq`)
 	if err != nil {
 		return fmt.Errorf("read audit entries: %w", err)
 	}
@@ -163,11 +176,11 @@ func (p *Postgres) Walk(ctx context.Context, fn func(Entry) error) error {
 }
 
 func (p *Postgres) Unsettled(ctx context.Context, before time.Time) ([]Entry, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+prefixed("e.", entryColumns)+`
+	rows, err := p.pool.Query(ctx, `SELECT `+prefixed("e.", selectColumns)+`
 		FROM audit_entries e
 		WHERE e.kind = 'event' AND e.time < $1
 		AND NOT EXISTS (SELECT 1 FROM audit_entries o WHERE o.kind = 'outcome' AND o.event_id = e.id)
-		ORDER BY e.id`, before)
+		ORDER BY e.position`, before)
 	if err != nil {
 		return nil, fmt.Errorf("read unsettled audit events: %w", err)
 	}
@@ -207,6 +220,7 @@ func scanEntry(rows pgx.Rows, e *Entry, extra ...any) error {
 		&e.ID, &e.Chain, &e.Seq, &e.Time, &e.Kind, &e.Actor.Principal, &e.Actor.Issuer, &e.Actor.TokenID,
 		&e.OnBehalfOf, &e.Action, &e.Resource, &e.Subject, &before, &after, &e.Reason, &e.ClientIP, &e.UserAgent,
 		&e.RequestID, &e.BreakGlass, &e.ConsistencyToken, &e.EventID, &e.Outcome, &e.PrevHash, &e.Hash,
+		&e.Position,
 	}
 	if err := rows.Scan(append(dest, extra...)...); err != nil {
 		return fmt.Errorf("scan audit entry: %w", err)
@@ -250,9 +264,12 @@ func prefixed(prefix, columns string) string {
 	return strings.Join(parts, ", ")
 }
 
+// appendOnlyViolation is the SQLSTATE that the audit table's triggers raise.
+const appendOnlyViolation = "GHA01"
+
 // IsAppendOnlyViolation reports whether err is the error the audit tables'
-// triggers raise on an update or delete.
+// triggers raise on an update, delete or truncate.
 func IsAppendOnlyViolation(err error) bool {
 	var pgErr interface{ SQLState() string }
-	return errors.As(err, &pgErr) && pgErr.SQLState() == "42501"
+	return errors.As(err, &pgErr) && pgErr.SQLState() == appendOnlyViolation
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
@@ -163,10 +164,11 @@ type LookupResourcesRequest struct {
 	Consistency  engine.Consistency
 }
 
-// LookupResources returns one page of resources on which the subject has the
-// permission. About itself a caller sees everything; about another subject
-// only resources on which the caller has inspect, so a page can be shorter
-// than the page size while more pages follow.
+// LookupResources returns one page, sorted by id, of the resources on which
+// the subject has the permission. About itself a caller sees everything;
+// about another subject only resources on which the caller has inspect, so
+// a page can be shorter than the page size while more pages follow. Page
+// tokens carry the last id returned.
 func (s *Service) LookupResources(ctx context.Context, caller object.Ref, req LookupResourcesRequest) ([]object.Ref, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
@@ -182,23 +184,26 @@ func (s *Service) LookupResources(ctx context.Context, caller object.Ref, req Lo
 		return nil, "", err
 	}
 
-	ids, next, err := s.engine.LookupResources(ctx, engine.LookupResourcesRequest{
+	after, err := decodeAfter(req.PageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	ids, truncated, err := s.engine.LookupResources(ctx, engine.LookupResourcesRequest{
 		ResourceType:    req.ResourceType,
 		Permission:      req.Permission,
 		Subject:         req.Subject,
 		SubjectRelation: subjectRelation(req.Subject),
 		Consistency:     req.Consistency,
-		Limit:           uint32(size),
-		Cursor:          req.PageToken,
-	})
+	}, s.limits.MaxLookupResources)
 	if err != nil {
-		if req.PageToken != "" {
-			err = pageTokenError(err)
-		}
 		return nil, "", err
 	}
-	refs := make([]object.Ref, len(ids))
-	for i, id := range ids {
+	if truncated {
+		return nil, "", fmt.Errorf("%w: more than %d resources match; narrow the question", ErrConflict, s.limits.MaxLookupResources)
+	}
+	page, next := pageOf(ids, after, size)
+	refs := make([]object.Ref, len(page))
+	for i, id := range page {
 		refs[i] = object.Ref{Type: req.ResourceType, ID: id}
 	}
 	if req.Subject == caller || len(refs) == 0 {
@@ -277,30 +282,43 @@ func (s *Service) LookupSubjects(ctx context.Context, caller object.Ref, req Loo
 		return nil, "", fmt.Errorf("%w: more than %d subjects have %q on %s; narrow the question", ErrConflict, s.limits.MaxLookupSubjects, req.Permission, req.Resource)
 	}
 
+	ids, next := pageOf(ids, after, size)
+	page := make([]object.Ref, len(ids))
+	for i, id := range ids {
+		page[i] = object.Ref{Type: req.SubjectType, ID: id}
+	}
+	return page, next, nil
+}
+
+// pageOf sorts ids and returns up to size of them that come after the id
+// after, with the page token of the next page ("" after the last page).
+// Paging by id keeps pages free of repeats and gaps even when the set
+// changes between requests, except for ids added or removed meanwhile.
+func pageOf(ids []string, after string, size int) ([]string, string) {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	start, _ := slices.BinarySearch(ids, after)
-	if after != "" && start < len(ids) && ids[start] == after {
+	start, found := slices.BinarySearch(ids, after)
+	if after != "" && found {
 		start++
 	}
 	end := min(start+size, len(ids))
-	page := make([]object.Ref, 0, end-start)
-	for _, id := range ids[start:end] {
-		page = append(page, object.Ref{Type: req.SubjectType, ID: id})
-	}
 	next := ""
 	if end < len(ids) {
 		next = base64.RawURLEncoding.EncodeToString([]byte(ids[end-1]))
 	}
-	return page, next, nil
+	return ids[start:end], next
 }
+
+// objectIDChars matches any id SpiceDB accepts, which every id in a page
+// token is.
+var objectIDChars = regexp.MustCompile(`^[a-zA-Z0-9/_|\-=+]+$`)
 
 func decodeAfter(token string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
 	after, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(after) == 0 || len(after) > 1024 {
+	if err != nil || len(after) > 1024 || !objectIDChars.Match(after) {
 		return "", invalid("page_token is not valid")
 	}
 	return string(after), nil

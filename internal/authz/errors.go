@@ -15,5 +15,5 @@ func pageTokenError(err error) error {
 	if errors.Is(err, engine.ErrUnavailable) {
 		return err
 	}
-	return fmt.Errorf("%w: page_token is not valid: %v", ErrInvalid, err)
+	return fmt.Errorf("%w: page_token is not valid", ErrInvalid)
 }

@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
@@ -55,6 +56,10 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 		return RoleChange{}, err
 	}
 	if err := s.requireSameOrg(ctx, resource, subject); err != nil {
+		return RoleChange{}, err
+	}
+
+	if err := s.requireNoCycle(ctx, resource, subject); err != nil {
 		return RoleChange{}, err
 	}
 
@@ -226,6 +231,48 @@ func (s *Service) requireOwnerChange(ctx context.Context, caller, resource objec
 		return fmt.Errorf("%w: %s would have no owner left; make another owner first", ErrConflict, resource)
 	}
 	return nil
+}
+
+// requireNoCycle rejects making group subject a member of group resource
+// when resource is already, directly or through nested groups, a member of
+// subject: the loop would make every check through these groups exceed
+// SpiceDB's maximum depth.
+func (s *Service) requireNoCycle(ctx context.Context, resource, subject object.Ref) error {
+	if resource.Type != object.TypeGroup || subject.Type != object.TypeGroup {
+		return nil
+	}
+	d, err := s.engine.Check(ctx, engine.CheckRequest{
+		Resource: subject, Permission: "member", Subject: resource, SubjectRelation: "member",
+	})
+	if err != nil {
+		return err
+	}
+	if d.Allowed {
+		return fmt.Errorf("%w: %s is already a member of %s, so this would make a membership loop", ErrConflict, resource, subject)
+	}
+	return nil
+}
+
+// GetMember returns subject's direct role on resource. The caller needs
+// manage; a subject without a direct role is ErrNotFound.
+func (s *Service) GetMember(ctx context.Context, caller, resource, subject object.Ref) (Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
+	defer cancel()
+
+	if !object.IsResourceType(resource.Type) {
+		return Member{}, fmt.Errorf("%w: %s", ErrNotFound, resource)
+	}
+	if err := s.require(ctx, caller, "manage", resource); err != nil {
+		return Member{}, err
+	}
+	role, err := s.directRole(ctx, resource, subject)
+	if err != nil {
+		return Member{}, err
+	}
+	if role == "" {
+		return Member{}, fmt.Errorf("%w: %s has no direct role on %s", ErrNotFound, subject, resource)
+	}
+	return Member{Subject: subject, Role: role}, nil
 }
 
 // requireSameOrg rejects a group subject from another org: roles never

@@ -65,7 +65,17 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	// Any authenticated principal may found an org; below that, the caller
 	// needs create on the parent.
 	org := req.Resource
-	if needsParent {
+	if !needsParent {
+		// A taken org id fails here, before anything is written to the
+		// chain of the org that holds it.
+		taken, err := s.engine.Exists(ctx, req.Resource)
+		if err != nil {
+			return Created{}, err
+		}
+		if taken {
+			return Created{}, fmt.Errorf("%w: %s already exists", ErrConflict, req.Resource)
+		}
+	} else {
 		if err := s.require(ctx, caller, "create", req.Parent); err != nil {
 			return Created{}, err
 		}

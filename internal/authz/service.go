@@ -59,6 +59,11 @@ type Limits struct {
 	// before paging. Default: 10000.
 	MaxLookupSubjects int
 
+	// MaxLookupResources is the most resources a resource lookup collects
+	// before paging; a lookup that matches more fails with ErrConflict.
+	// Default: 100000.
+	MaxLookupResources int
+
 	// Timeout bounds each operation's calls to SpiceDB. Default: 5s.
 	Timeout time.Duration
 }
@@ -78,6 +83,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxLookupSubjects <= 0 {
 		l.MaxLookupSubjects = 10000
+	}
+	if l.MaxLookupResources <= 0 {
+		l.MaxLookupResources = 100000
 	}
 	if l.Timeout <= 0 {
 		l.Timeout = 5 * time.Second

@@ -66,59 +66,49 @@ type LookupResourcesRequest struct {
 	Subject         object.Ref
 	SubjectRelation string
 	Consistency     Consistency
-
-	// Limit is the page size; Cursor continues a previous page.
-	Limit  uint32
-	Cursor string
 }
 
-// LookupResources returns one page of resource ids on which the subject has
-// the permission without condition. Conditional results are left out, so
-// the page never lists a resource that a check would deny. The returned
-// cursor is empty after the last page.
-func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest) ([]string, string, error) {
-	var cursor *v1.Cursor
-	if req.Cursor != "" {
-		cursor = &v1.Cursor{Token: req.Cursor}
-	}
+// LookupResources returns the ids of every resource on which the subject has
+// the permission without condition, each once, up to max; truncated reports
+// whether more exist. Conditional results are left out, so the result never
+// contains a resource that a check would deny.
+//
+// SpiceDB reports a resource once per path that reaches it, and its cursors
+// do not remove repeats across pages, so the whole set is collected here and
+// callers page over it.
+func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest, max int) (ids []string, truncated bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
 	stream, err := e.Permissions.LookupResources(ctx, &v1.LookupResourcesRequest{
 		Consistency:        req.Consistency.proto(),
 		ResourceObjectType: req.ResourceType,
 		Permission:         req.Permission,
 		Subject:            subjectRef(req.Subject, req.SubjectRelation),
-		OptionalLimit:      req.Limit,
-		OptionalCursor:     cursor,
 	})
 	if err != nil {
-		return nil, "", classify("lookup resources", err)
+		return nil, false, classify("lookup resources", err)
 	}
 
-	// SpiceDB may report a resource once per path that reaches it, so the
-	// page is deduplicated. NOTE: a resource can still appear on two pages.
-	var ids []string
 	seen := make(map[string]bool)
-	var next string
-	var count uint32
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			if isEOF(err) {
-				break
+				return ids, false, nil
 			}
-			return nil, "", classify("lookup resources", err)
+			return nil, false, classify("lookup resources", err)
 		}
-		count++
-		next = resp.GetAfterResultCursor().GetToken()
 		id := resp.GetResourceObjectId()
-		if resp.GetPermissionship() == v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		if resp.GetPermissionship() != v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_HAS_PERMISSION || seen[id] {
+			continue
 		}
+		if len(ids) == max {
+			return ids, true, nil
+		}
+		seen[id] = true
+		ids = append(ids, id)
 	}
-	if count < req.Limit {
-		next = ""
-	}
-	return ids, next, nil
 }
 
 // LookupSubjectsRequest asks for the subjects of SubjectType (with

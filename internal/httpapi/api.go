@@ -114,6 +114,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("POST /v1/resources", a.authenticated(a.createResource))
 	mux.Handle("DELETE /v1/resources/{type}/{id}", a.authenticated(a.deleteResource))
 	mux.Handle("GET /v1/resources/{type}/{id}/members", a.authenticated(a.listMembers))
+	mux.Handle("GET /v1/resources/{type}/{id}/members/{subject}", a.authenticated(a.getMember))
 	mux.Handle("PUT /v1/resources/{type}/{id}/members/{subject}", a.authenticated(a.setMember))
 	mux.Handle("DELETE /v1/resources/{type}/{id}/members/{subject}", a.authenticated(a.removeMember))
 	mux.Handle("POST /v1/check", a.authenticated(a.check))
@@ -124,12 +125,43 @@ func New(cfg Config) http.Handler {
 	for pattern, h := range cfg.Extra {
 		mux.Handle(pattern, h)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	return a.observe(problemsForUnrouted(mux))
+}
+
+// problemsForUnrouted answers requests that match no route with problem
+// details: 405 with an Allow header when the path exists for other methods
+// (RFC 9110, section 15.5.6), 404 otherwise.
+func problemsForUnrouted(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own handler decides between 404 and 405; capture its
+		// answer and restate it as a problem.
+		capture := &headerCapture{header: http.Header{}, status: http.StatusOK}
+		h.ServeHTTP(capture, r)
+		if capture.status == http.StatusMethodNotAllowed {
+			allow := capture.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			problem.Write(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
+			return
+		}
 		problem.Write(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-
-	return a.observe(mux)
 }
+
+// headerCapture is a ResponseWriter that keeps the status and headers and
+// discards the body.
+type headerCapture struct {
+	header http.Header
+	status int
+}
+
+func (c *headerCapture) Header() http.Header         { return c.header }
+func (c *headerCapture) Write(b []byte) (int, error) { return len(b), nil }
+func (c *headerCapture) WriteHeader(status int)      { c.status = status }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -41,7 +41,15 @@ type auditResponse struct {
 // events; platform auditors read every org's.
 func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
 	q := r.URL.Query()
-	f := audit.Filter{Resource: q.Get("resource"), Actor: q.Get("actor"), Action: q.Get("action"), After: q.Get("page_token")}
+	f := audit.Filter{Resource: q.Get("resource"), Actor: q.Get("actor"), Action: q.Get("action")}
+	if v := q.Get("page_token"); v != "" {
+		after, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || after < 1 {
+			problem.Write(w, http.StatusBadRequest, "page_token is not valid")
+			return
+		}
+		f.After = after
+	}
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
@@ -61,7 +69,7 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Princip
 		}
 		f.Limit = n
 	}
-	if len(f.After) > 64 || len(f.Resource) > 1100 || len(f.Actor) > 1100 || len(f.Action) > 64 {
+	if len(f.Resource) > 1100 || len(f.Actor) > 1100 || len(f.Action) > 64 {
 		problem.Write(w, http.StatusBadRequest, "a filter value is too long")
 		return
 	}
@@ -101,7 +109,7 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Princip
 		}
 	}
 	if len(events) == f.Limit {
-		resp.NextPageToken = events[len(events)-1].ID
+		resp.NextPageToken = strconv.FormatInt(events[len(events)-1].Position, 10)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -24,7 +24,7 @@ func (a *api) caller(r *http.Request, p *authn.Principal, reason string) authz.C
 		Issuer:    p.Issuer,
 		TokenID:   p.TokenID,
 		ClientIP:  a.clientIP(r),
-		UserAgent: truncateUTF8(r.UserAgent(), maxUserAgentLength),
+		UserAgent: truncateUTF8(printable(r.UserAgent()), maxUserAgentLength),
 		RequestID: RequestID(r.Context()),
 		Reason:    reason,
 	}
@@ -98,4 +98,15 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// printable returns s as valid UTF-8 without control characters, because
+// headers may carry any bytes and the audit log stores text.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }

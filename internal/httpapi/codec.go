@@ -1,20 +1,23 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
 )
 
 // decode reads r's JSON body into v. It rejects a content type other than
-// JSON, bodies over the size limit, unknown fields and trailing data. On
-// failure it has written the 4xx response and returns false.
+// JSON, bodies over the size limit, unknown fields (matched with case),
+// repeated fields and trailing data. On failure it has written the 4xx
+// response and returns false.
 func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "application/json" {
@@ -22,8 +25,17 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 
-	body := http.MaxBytesReader(w, r.Body, a.maxBody)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	if err != nil {
+		status, detail := describeDecodeError(err, a.maxBody)
+		problem.Write(w, status, detail)
+		return false
+	}
+	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		status, detail := describeDecodeError(err, a.maxBody)

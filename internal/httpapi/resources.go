@@ -83,7 +83,6 @@ func (a *api) createResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 	if !created.Parent.IsZero() {
 		resp.Parent = created.Parent.String()
 	}
-	w.Header().Set("Location", "/v1/resources/"+resource.Type+"/"+resource.ID)
 	writeJSON(w, http.StatusCreated, resp)
 }
 
@@ -150,6 +149,23 @@ func (a *api) setMember(w http.ResponseWriter, r *http.Request, p *authn.Princip
 		Resource: resource.String(), Subject: subject.String(), Role: change.After,
 		PreviousRole: change.Before, ConsistencyToken: change.Token,
 	})
+}
+
+func (a *api) getMember(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
+	resource, ok := pathResource(w, r)
+	if !ok {
+		return
+	}
+	subject, ok := pathSubject(w, r)
+	if !ok {
+		return
+	}
+	m, err := a.authz.GetMember(r.Context(), p.Ref, resource, subject)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, memberEntry{Subject: m.Subject.String(), Role: m.Role, ExpiresAt: m.ExpiresAt})
 }
 
 func (a *api) removeMember(w http.ResponseWriter, r *http.Request, p *authn.Principal) {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -30,8 +29,7 @@ type Metrics struct {
 	AuthFailures prometheus.Counter
 }
 
-// New returns metrics registered on a fresh registry, together with the Go
-// runtime and process collectors.
+// New returns metrics registered on a fresh registry.
 func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
@@ -53,15 +51,13 @@ func New() *Metrics {
 			Help: "Requests rejected because their bearer token was missing or invalid.",
 		}),
 	}
-	m.Registry.MustRegister(
-		m.Requests, m.Latency, m.Checks, m.AuthFailures,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	m.Registry.MustRegister(m.Requests, m.Latency, m.Checks, m.AuthFailures)
 	return m
 }
 
-// Handler serves the registry in the Prometheus text format.
+// Handler serves the registry in the Prometheus text format, together with
+// the process-wide default registry, which holds the Go runtime and process
+// collectors and SpiceDB's connection pool metrics.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(prometheus.Gatherers{m.Registry, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"log/slog"
 	"time"
 
@@ -29,12 +31,8 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	defer conn.Release()
-	// Session-level lock on this connection: released below, or by the
-	// server if the process dies.
-	if _, err := conn.Exec(ctx, "SET statement_timeout = 0; SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
-			return fmt.Errorf("take migration lock: %w", err)
-		}
+	if err := lockForMigration(ctx, conn.Conn()); err != nil {
+		return err
 	}
 	defer func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockID)
@@ -70,4 +68,27 @@ func CheckSpiceDBMigrated(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%w (spicedb tables at %q, need %q)", ErrNotMigrated, current, head)
 	}
 	return nil
+}
+
+// lockForMigration takes the session-level migration lock on conn, which
+// the server releases if the process dies. It polls pg_try_advisory_lock
+// rather than waiting in pg_advisory_lock, because a statement that waits
+// holds a transaction open, and SpiceDB's CREATE INDEX CONCURRENTLY in the
+// other instance's migration waits for every open transaction: the two
+// would wait for each other forever. ctx bounds the wait.
+func lockForMigration(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		var locked bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrateLockID).Scan(&locked); err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		if locked {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for another instance's migration: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

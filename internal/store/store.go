@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -100,6 +102,16 @@ func (s *Store) Ping(ctx context.Context) error { return s.Pool.Ping(ctx) }
 // CheckMigrated returns ErrNotMigrated unless every migration of this build
 // has been applied.
 func (s *Store) CheckMigrated(ctx context.Context) error {
+	// goose creates its version table when it is missing, even to read it,
+	// so look for the table first and keep this check read-only.
+	var table *string
+	if err := s.Pool.QueryRow(ctx, "SELECT to_regclass($1)::text", SchemaName+".goose_db_version").Scan(&table); err != nil {
+		return fmt.Errorf("read migration state: %w", err)
+	}
+	if table == nil {
+		return ErrNotMigrated
+	}
+
 	db := stdlib.OpenDBFromPool(s.Pool)
 	defer db.Close()
 
@@ -109,10 +121,6 @@ func (s *Store) CheckMigrated(ctx context.Context) error {
 	}
 	pending, err := provider.HasPending(ctx)
 	if err != nil {
-		var pgErr interface{ SQLState() string }
-		if errors.As(err, &pgErr) && pgErr.SQLState() == undefinedTable {
-			return ErrNotMigrated
-		}
 		return fmt.Errorf("read migration state: %w", err)
 	}
 	if pending {
@@ -120,9 +128,6 @@ func (s *Store) CheckMigrated(ctx context.Context) error {
 	}
 	return nil
 }
-
-// undefinedTable is PostgreSQL's SQLSTATE for a missing table.
-const undefinedTable = "42P01"
 
 // migrateOwn applies Gatehouse's pending migrations in SchemaName.
 func (s *Store) migrateOwn(ctx context.Context, logger *slog.Logger) error {
@@ -162,20 +167,29 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 	return provider, nil
 }
 
-// RedactURL returns url with its password replaced, for logs and errors.
+// RedactURL returns a PostgreSQL connection string, URL or keyword/value
+// form, with its password replaced, for logs and errors.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
+		u, err := url.Parse(raw)
 		if err != nil {
 			return "(unparsable database URL)"
 		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 		return u.String()
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
+	return keywordPassword.ReplaceAllString(raw, "password=xxxxx")
 }
+
+// keywordPassword matches the password of a keyword/value connection
+// string, quoted or not.
+var keywordPassword = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // RecordSchema notes that this instance wrote the SpiceDB schema text,
 // identified by its SHA-256, at start-up.

@@ -7,9 +7,9 @@
 // details; IsNotFound, IsForbidden, IsConflict, IsUnauthorized and
 // IsUnavailable classify it.
 //
-// Treat every error from Check, CheckBulk or a lookup as a deny: Gatehouse
-// answers "allowed" only when it is certain, and a client that cannot reach
-// it knows nothing.
+// Treat every error from Check, CheckBulk or a lookup as a deny. Gatehouse
+// returns "allowed" only for a definite yes, and an error means that the
+// client received no decision at all.
 package client
 
 import (
@@ -220,10 +220,10 @@ func (c *Client) Members(ctx context.Context, req ListMembersRequest) iter.Seq2[
 // Check returns whether the subject has the permission on the resource.
 //
 // Any error means "no answer" and must be treated as a deny. Allowed is
-// true only for a definite yes. A caller may always ask about itself; about
-// another subject it needs "inspect" on the resource (which "manage" and a
-// service's org "app" role give), or it gets 403, or 404 when it cannot
-// see the resource either.
+// true only for a definite yes. A caller may always ask about itself. To ask
+// about another subject, it needs "inspect" on the resource, which "manage"
+// and a service's org "app" role include. Without it the server returns 403,
+// or 404 when the caller cannot view the resource either.
 func (c *Client) Check(ctx context.Context, req CheckRequest) (CheckResponse, error) {
 	var out CheckResponse
 	if _, err := c.do(ctx, http.MethodPost, "/v1/check", nil, req, &out); err != nil {
@@ -240,7 +240,7 @@ func (c *Client) Allowed(ctx context.Context, subject, permission, resource stri
 	return err == nil && resp.Allowed
 }
 
-// CheckBulk answers 1 to 100 checks at one snapshot. Each check is
+// CheckBulk runs 1 to 100 checks at one snapshot. Each check is
 // authorized as Check would authorize it and fails on its own, in its
 // result's Error, while the call as a whole succeeds. A result with an
 // Error, like any error returned, is a deny.
@@ -321,8 +321,8 @@ func (c *Client) Subjects(ctx context.Context, req LookupSubjectsRequest) iter.S
 	})
 }
 
-// Healthz returns nil when the server process answers GET /healthz. It
-// sends no access token.
+// Healthz returns nil when the server process responds to GET /healthz
+// with 200. It sends no access token.
 func (c *Client) Healthz(ctx context.Context) error {
 	_, err := c.send(ctx, http.MethodGet, "/healthz", nil, nil, nil, false)
 	return err

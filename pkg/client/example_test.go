@@ -143,8 +143,8 @@ func ExampleClient_Check() {
 	}
 
 	// alice manages the document, so she may ask about bob. The consistency
-	// token makes sure the answer sees the write above; without it the
-	// default, full consistency, sees it too.
+	// token makes the check see the write above. Without a token, the
+	// default full consistency sees it too.
 	resp, err := alice.Check(ctx, client.CheckRequest{
 		Subject:          "user:dev|bob",
 		Permission:       "edit",

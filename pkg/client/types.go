@@ -128,7 +128,7 @@ type CheckRequest struct {
 	// Resource is the resource to check, such as "document:d1". Required.
 	Resource string `json:"resource"`
 
-	// ConsistencyToken asks for an answer at a snapshot at least as fresh
+	// ConsistencyToken requests a decision at a snapshot at least as fresh
 	// as the one the token names. Default: none.
 	ConsistencyToken string `json:"consistency_token,omitempty"`
 
@@ -137,7 +137,7 @@ type CheckRequest struct {
 	Consistency string `json:"consistency,omitempty"`
 }
 
-// CheckResponse is the answer to a CheckRequest.
+// CheckResponse is the server's decision on a CheckRequest.
 type CheckResponse struct {
 	// Allowed is true only for a definite yes. A permission that holds only
 	// under a condition is reported as false.

@@ -3,6 +3,10 @@
 -- named "platform"), events and their outcomes interleaved. Rows are never
 -- updated or deleted; the triggers below enforce it.
 CREATE TABLE audit_entries (
+    -- position orders all entries in commit order: appends take a global
+    -- lock before they draw it, so a reader paging by position never skips
+    -- an entry that commits later.
+    position          bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
     id                text        PRIMARY KEY,
     chain             text        NOT NULL,
     seq               bigint      NOT NULL,
@@ -30,9 +34,9 @@ CREATE TABLE audit_entries (
     UNIQUE (chain, seq)
 );
 CREATE INDEX audit_entries_outcome_of ON audit_entries (event_id) WHERE kind = 'outcome';
-CREATE INDEX audit_entries_resource ON audit_entries (resource, id) WHERE kind = 'event';
-CREATE INDEX audit_entries_actor ON audit_entries (actor_principal, id) WHERE kind = 'event';
-CREATE INDEX audit_entries_chain_id ON audit_entries (chain, id) WHERE kind = 'event';
+CREATE INDEX audit_entries_resource ON audit_entries (resource, position) WHERE kind = 'event';
+CREATE INDEX audit_entries_actor ON audit_entries (actor_principal, position) WHERE kind = 'event';
+CREATE INDEX audit_entries_chain_position ON audit_entries (chain, position) WHERE kind = 'event';
 
 -- audit_heads records the end of each chain, so that removing entries from
 -- the end of a chain is detected too.
@@ -47,7 +51,7 @@ CREATE FUNCTION audit_entries_reject_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit entries are append-only: % is not allowed', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
+        USING ERRCODE = 'GHA01';
 END
 $$;
 -- +goose StatementEnd
