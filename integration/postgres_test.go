@@ -244,9 +244,7 @@ func TestPostgresTwoInstancesShareState(t *testing.T) {
 // TestPostgresProcess runs the gatehouse binary as a subprocess on
 // PostgreSQL. The subtests share one build of the binary.
 func TestPostgresProcess(t *testing.T) {
-	if !pgtest.Available() {
-		t.Skip("SKIPPED: PostgreSQL test: set " + pgtest.EnvURL + " (scripts/test-postgres.sh start prints it)")
-	}
+	pgtest.Require(t)
 	bin := pgBuildBinary(t)
 
 	t.Run("kill -9 keeps acknowledged writes", func(t *testing.T) { pgTestKillDuringWrites(t, bin) })
@@ -1365,9 +1363,7 @@ type pgCluster struct {
 func pgNewCluster(t *testing.T) *pgCluster {
 	t.Helper()
 	pgCtl, sharedData := os.Getenv("GATEHOUSE_TEST_PG_CTL"), os.Getenv("GATEHOUSE_TEST_PG_DATA")
-	if !pgtest.Available() || pgCtl == "" || sharedData == "" {
-		t.Skip("SKIPPED: PostgreSQL outage test: set " + pgtest.EnvURL + ", GATEHOUSE_TEST_PG_CTL and GATEHOUSE_TEST_PG_DATA (scripts/test-postgres.sh start prints them)")
-	}
+	pgtest.Require(t, "GATEHOUSE_TEST_PG_CTL", "GATEHOUSE_TEST_PG_DATA")
 
 	// The shared cluster's parent directory is already reachable by the
 	// postgres user, which a directory under /tmp may not be.

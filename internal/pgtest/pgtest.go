@@ -20,6 +20,10 @@ import (
 // a role allowed to create databases.
 const EnvURL = "GATEHOUSE_TEST_DATABASE_URL"
 
+// EnvRequire, when set to 1, turns a missing EnvURL into a test failure
+// instead of a skip, so that CI cannot pass without running these tests.
+const EnvRequire = "GATEHOUSE_REQUIRE_POSTGRES"
+
 // Available reports whether a test server is configured.
 func Available() bool { return os.Getenv(EnvURL) != "" }
 
@@ -28,6 +32,9 @@ func Available() bool { return os.Getenv(EnvURL) != "" }
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
 	adminURL := os.Getenv(EnvURL)
+	if adminURL == "" && os.Getenv(EnvRequire) == "1" {
+		tb.Fatal(EnvRequire + "=1 but " + EnvURL + " is not set")
+	}
 	if adminURL == "" {
 		tb.Skip("SKIPPED: PostgreSQL test: set " + EnvURL + " (scripts/test-postgres.sh start prints it)")
 	}
@@ -67,4 +74,24 @@ func NewDatabase(tb testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// Require skips the test, or fails it when EnvRequire is 1, unless a test
+// server is configured and every variable in extra is set too.
+func Require(tb testing.TB, extra ...string) {
+	tb.Helper()
+	missing := ""
+	for _, name := range append([]string{EnvURL}, extra...) {
+		if os.Getenv(name) == "" {
+			missing = name
+			break
+		}
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv(EnvRequire) == "1" {
+		tb.Fatal(EnvRequire + "=1 but " + missing + " is not set")
+	}
+	tb.Skip("SKIPPED: PostgreSQL test: set " + missing + " (scripts/test-postgres.sh start prints it)")
 }
