@@ -77,6 +77,9 @@ func (iss *testIssuer) claims(subject string) map[string]any {
 		"iat": now.Unix(),
 		"nbf": now.Unix(),
 		"exp": now.Add(time.Hour).Unix(),
+		// An access token of a provider that types its tokens "JWT" is
+		// recognised by its scope claim.
+		"scope": "gatehouse",
 	}
 }
 

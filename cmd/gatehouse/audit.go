@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
 )
 
@@ -23,7 +24,8 @@ func newAuditCommand() *cobra.Command {
 }
 
 // openAuditLog connects to the database named by the flag or the
-// environment and checks that it is migrated.
+// environment, checks that it is migrated, and returns the store and its
+// audit log.
 func openAuditLog(cmd *cobra.Command, flagURL string) (*store.Store, *audit.Postgres, error) {
 	url := databaseURL(flagURL)
 	if url == "" {
@@ -89,6 +91,12 @@ outcomes alike, so that a SIEM pipeline can verify the chains itself.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "jsonl" {
 				return fmt.Errorf("unknown --format %q: only jsonl is supported", format)
+			}
+			if org != "" {
+				ref, err := object.ParseResource(org)
+				if (err != nil || ref.Type != object.TypeOrg) && org != audit.PlatformChain {
+					return fmt.Errorf("invalid --org %q: use an org such as org:acme, or %q", org, audit.PlatformChain)
+				}
 			}
 			var sinceTime time.Time
 			if since != "" {

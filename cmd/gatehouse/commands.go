@@ -28,7 +28,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newAuditCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newAuditCommand(), newKeysCommand(), newVersionCommand())
 	return root
 }
 
@@ -147,6 +147,8 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 	srv, err := server.New(cmd.Context(), server.Config{
 		HTTPAddr:         opts.httpAddr,
 		Issuers:          file.Issuers,
+		Tokens:           file.Tokens,
+		Gateways:         file.Platform.Gateways,
 		PlatformAuditors: file.Platform.Auditors,
 		TrustedProxies:   file.TrustedProxyPrefixes(),
 		Dev:              opts.dev,

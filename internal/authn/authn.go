@@ -3,28 +3,27 @@
 //
 // Tokens are JWS compact serializations (RFC 7515, section 7.1) signed by one
 // of the configured issuers. github.com/coreos/go-oidc/v3 checks the
-// signature, "iss", "exp" and "nbf". This package adds the routing by issuer,
-// the audience check, the header restrictions and the mapping of claims to a
-// principal.
+// signature, the "alg" allow-list, "iss" and "exp". This package routes each
+// token to its issuer, restricts the header and caches key sets. It checks
+// "nbf" and "iat" against the issuer's clock skew, the access token markers,
+// the audience and the tenant, and maps the claims to a principal.
 //
-// What it deliberately does not check: the "typ" header (RFC 9068 "at+jwt"),
-// because common identity providers such as Microsoft Entra ID send "JWT";
-// "iat"; and "azp". An ID token whose "aud" contains a configured audience is
-// therefore accepted like an access token, so configured audiences must not
-// be OAuth client ids of applications that receive ID tokens.
+// What it deliberately does not check: "azp", except as an ID token marker
+// when an issuer has no access_tokens config, and scopes or roles beyond
+// their presence. Authorization decisions belong to the caller.
 package authn
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-authz/gatehouse/internal/config"
 )
@@ -37,12 +36,11 @@ const MaxTokenSize = 8 << 10
 // see one uniform message for every token failure.
 var ErrInvalidToken = errors.New("invalid token")
 
-// forbiddenHeaders are JWS header parameters that make a token invalid.
-// "jku", "x5u" and "jwk" point at or carry a key chosen by the token's
-// sender (RFC 7515, sections 4.1.2 to 4.1.5), and Gatehouse trusts only the
-// issuer's key set. "crit" asks the verifier to understand extensions that
-// Gatehouse does not implement (RFC 7515, section 4.1.11).
-var forbiddenHeaders = []string{"crit", "jku", "x5u", "jwk"}
+// ErrStaleToken is wrapped, together with ErrInvalidToken, by the error of
+// Authenticate when a LocalIssuer's Check reports that a validly signed
+// token no longer reflects the current state and the caller should obtain a
+// new one.
+var ErrStaleToken = errors.New("token is stale")
 
 // Options configures an Authenticator. The zero value is valid.
 type Options struct {
@@ -58,6 +56,18 @@ type Options struct {
 
 	// Now returns the current time, for tests. Default: time.Now.
 	Now func() time.Time
+
+	// Local are issuers whose keys live in this process, such as
+	// Gatehouse's own token issuer. They are routed by exact "iss" like the
+	// configured issuers, and their names and issuer URLs must differ from
+	// those. Default: none.
+	Local []LocalIssuer
+
+	// Registerer receives the key set metrics (gatehouse_jwks_fetches_total).
+	// When it already holds a collector of that name, for example from an
+	// earlier Authenticator, that collector is reused. Default: nil, so no
+	// metrics are recorded.
+	Registerer prometheus.Registerer
 }
 
 // Authenticator verifies access tokens against a fixed set of issuers. It is
@@ -67,13 +77,17 @@ type Authenticator struct {
 }
 
 // New returns an Authenticator for issuers, which must pass
-// config.File.Validate. New makes no network request: each issuer's
+// config.File.Validate, and for opts.Local. A multi-tenant issuer becomes
+// one verifier per tenant. New makes no network request: each issuer's
 // discovery document is fetched when its first token arrives, so an issuer
 // served by the same process (such as the dev issuer) works. New keeps only
 // the values of ctx, as the parent of background key set fetches, and
 // ignores its cancellation.
 func New(ctx context.Context, issuers []config.Issuer, opts Options) (*Authenticator, error) {
 	if err := (&config.File{Issuers: issuers}).Validate(); err != nil {
+		return nil, fmt.Errorf("authn: %w", err)
+	}
+	if err := validateLocal(issuers, opts.Local); err != nil {
 		return nil, fmt.Errorf("authn: %w", err)
 	}
 
@@ -86,19 +100,43 @@ func New(ctx context.Context, issuers []config.Issuer, opts Options) (*Authentic
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	fetches, err := newFetchCounter(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("authn: register metrics: %w", err)
+	}
 
-	a := &Authenticator{verifiers: make(map[string]*issuerVerifier, len(issuers))}
+	a := &Authenticator{verifiers: make(map[string]*issuerVerifier, len(issuers)+len(opts.Local))}
 	for _, iss := range issuers {
-		a.verifiers[iss.Issuer] = newIssuerVerifier(ctx, cloneIssuer(iss), opts)
+		iss = cloneIssuer(iss)
+		if !iss.MultiTenant() {
+			a.verifiers[iss.Issuer] = newIssuerVerifier(ctx, iss, "", opts, fetches)
+			continue
+		}
+		for _, tenant := range iss.Tenants {
+			expanded := iss.ForTenant(tenant)
+			a.verifiers[expanded.Issuer] = newIssuerVerifier(ctx, expanded, tenant, opts, fetches)
+		}
+	}
+	for _, local := range opts.Local {
+		local.Config = cloneIssuer(local.Config)
+		a.verifiers[local.Config.Issuer] = newLocalVerifier(local, opts)
 	}
 	return a, nil
 }
 
 // Authenticate verifies rawToken, the value after "Bearer " in an
 // Authorization header, and returns the principal it identifies. Every error
-// wraps ErrInvalidToken and never contains the token. ctx cancels waiting for
-// an issuer's discovery or key set. A fetch that has started still runs to
-// completion in the background, bounded by the HTTP client's timeout.
+// wraps ErrInvalidToken and never contains the token. An error of a local
+// issuer's Check that wraps ErrStaleToken is wrapped too. ctx cancels
+// waiting for an issuer's discovery or key set. A fetch that has started
+// still runs to completion in the background, bounded by the HTTP client's
+// timeout.
+//
+// The checks run in this order. First the size and shape, the forbidden
+// header parameters and the routing by "iss". Then go-oidc checks the "alg"
+// allow-list, the signature, "iss" and "exp". Then come "exp", "nbf" and
+// "iat" against the issuer's clock skew, the access token markers, the
+// audience, the principal claims and tenant, and last a local issuer's Check.
 func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Principal, error) {
 	// Shape: cheap checks before any decoding.
 	if rawToken == "" {
@@ -107,12 +145,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 	if len(rawToken) > MaxTokenSize {
 		return nil, invalid("token is %d bytes, max %d", len(rawToken), MaxTokenSize)
 	}
-	header, payload, err := splitCompact(rawToken)
+	rawHeader, payload, err := splitCompact(rawToken)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
 
-	if err := checkHeader(header); err != nil {
+	header, err := parseHeader(rawHeader)
+	if err != nil {
 		return nil, invalid("%v", err)
 	}
 
@@ -128,64 +167,38 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 		return nil, invalid("unknown issuer %q", truncate(issuer))
 	}
 
-	// Signature, "iss", "exp" and "nbf", by go-oidc.
+	// Signature, "alg", "iss" and "exp", by go-oidc.
 	token, err := v.verify(ctx, rawToken)
 	if err != nil {
-		return nil, fmt.Errorf("%w: issuer %q: %w", ErrInvalidToken, v.cfg.Name, shortError{err})
+		return nil, fmt.Errorf("%w: issuer %q: %w", ErrInvalidToken, v.name, shortError{err})
 	}
 
-	// Audience: go-oidc checks a single client id, so this package checks
-	// the configured list itself.
-	if len(token.Audience) == 0 {
-		return nil, invalid("issuer %q: token has no aud claim", v.cfg.Name)
+	// Claims: every check below reads only signed data.
+	var claims map[string]json.RawMessage
+	if err := token.Claims(&claims); err != nil {
+		return nil, v.invalid(fmt.Errorf("decode claims: %w", err))
 	}
-	if !slices.ContainsFunc(token.Audience, func(aud string) bool { return slices.Contains(v.cfg.Audiences, aud) }) {
-		return nil, invalid("issuer %q: aud %q contains none of the configured audiences %q",
-			v.cfg.Name, truncateAll(token.Audience), v.cfg.Audiences)
+	if err := v.checkTimes(token, claims); err != nil {
+		return nil, v.invalid(err)
+	}
+	if err := v.checkAccessToken(header, token, claims); err != nil {
+		return nil, v.invalid(err)
+	}
+	if err := v.checkAudience(token); err != nil {
+		return nil, v.invalid(err)
 	}
 
-	p, err := v.principal(token)
+	p, err := v.principal(token, claims)
 	if err != nil {
-		return nil, fmt.Errorf("%w: issuer %q: %w", ErrInvalidToken, v.cfg.Name, err)
-	}
-	return p, nil
-}
-
-// splitCompact returns the decoded header and payload of a JWS compact
-// serialization. It does not verify anything.
-func splitCompact(raw string) (header, payload []byte, err error) {
-	parts := strings.Split(raw, ".")
-	switch len(parts) {
-	case 3:
-	case 5:
-		return nil, nil, errors.New("token is a JWE (5 parts), only signed tokens are accepted")
-	default:
-		return nil, nil, fmt.Errorf("token has %d parts, expected a JWS compact serialization with 3", len(parts))
+		return nil, v.invalid(err)
 	}
 
-	header, err = base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, nil, errors.New("header is not unpadded base64url")
-	}
-	payload, err = base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, nil, errors.New("payload is not unpadded base64url")
-	}
-	return header, payload, nil
-}
-
-// checkHeader rejects headers that carry one of forbiddenHeaders.
-func checkHeader(header []byte) error {
-	var params map[string]json.RawMessage
-	if err := json.Unmarshal(header, &params); err != nil {
-		return errors.New("header is not a JSON object")
-	}
-	for _, name := range forbiddenHeaders {
-		if _, ok := params[name]; ok {
-			return fmt.Errorf("header parameter %q is not accepted", name)
+	if v.local != nil && v.local.Check != nil {
+		if err := v.local.Check(ctx, token, p); err != nil {
+			return nil, v.invalid(err)
 		}
 	}
-	return nil
+	return p, nil
 }
 
 // unverifiedIssuer reads "iss" from a payload whose signature has not been
@@ -246,10 +259,17 @@ func truncateAll(values []string) []string {
 func cloneIssuer(iss config.Issuer) config.Issuer {
 	iss.Audiences = slices.Clone(iss.Audiences)
 	iss.Algorithms = slices.Clone(iss.Algorithms)
+	iss.Tenants = slices.Clone(iss.Tenants)
 	if iss.AppTokens != nil {
 		app := *iss.AppTokens
 		app.Values = slices.Clone(app.Values)
 		iss.AppTokens = &app
+	}
+	if iss.AccessTokens != nil {
+		access := *iss.AccessTokens
+		access.Types = slices.Clone(access.Types)
+		access.RequireClaims = slices.Clone(access.RequireClaims)
+		iss.AccessTokens = &access
 	}
 	return iss
 }

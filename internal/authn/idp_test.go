@@ -1,6 +1,9 @@
 package authn_test
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -32,6 +35,13 @@ type testIdP struct {
 	failDiscovery atomic.Bool
 	// jwksPadding is added to the key set response, to make it large.
 	jwksPadding int
+	// failJWKS makes the key set endpoint return 503.
+	failJWKS atomic.Bool
+	// emptyJWKS makes the key set endpoint return a set without keys.
+	emptyJWKS atomic.Bool
+
+	mu        sync.Mutex
+	extraKeys []jose.JSONWebKey // published after the issuer's own key
 
 	discoveryHits atomic.Int32
 	jwksHits      atomic.Int32
@@ -62,8 +72,18 @@ func newTestIdP(t *testing.T) *testIdP {
 	})
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		idp.jwksHits.Add(1)
-		keys := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &idp.key.PublicKey, KeyID: idp.kid, Use: "sig"}}}
-		body, err := json.Marshal(map[string]any{"keys": keys.Keys, "padding": strings.Repeat("x", idp.jwksPadding)})
+		if idp.failJWKS.Load() {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		keys := []jose.JSONWebKey{}
+		if !idp.emptyJWKS.Load() {
+			keys = append(keys, jose.JSONWebKey{Key: &idp.key.PublicKey, KeyID: idp.kid, Use: "sig"})
+			idp.mu.Lock()
+			keys = append(keys, idp.extraKeys...)
+			idp.mu.Unlock()
+		}
+		body, err := json.Marshal(map[string]any{"keys": keys, "padding": strings.Repeat("x", idp.jwksPadding)})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -76,6 +96,13 @@ func newTestIdP(t *testing.T) *testIdP {
 	t.Cleanup(idp.server.Close)
 	idp.issuer = idp.server.URL
 	return idp
+}
+
+// publish adds the public part of key to the key set under kid.
+func (idp *testIdP) publish(kid string, key crypto.Signer) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.extraKeys = append(idp.extraKeys, jose.JSONWebKey{Key: key.Public(), KeyID: kid, Use: "sig"})
 }
 
 // claims returns valid claims for a user token that expires in an hour.
@@ -97,12 +124,17 @@ func (idp *testIdP) sign(t *testing.T, claims map[string]any) string {
 	return signToken(t, jose.RS256, &jose.JSONWebKey{Key: idp.key, KeyID: idp.kid}, claims, nil)
 }
 
+// signToken signs claims with key and alg. The "typ" header is "at+jwt"
+// unless opts sets another.
 func signToken(t *testing.T, alg jose.SignatureAlgorithm, key any, claims map[string]any, opts *jose.SignerOptions) string {
 	t.Helper()
 	if opts == nil {
 		opts = &jose.SignerOptions{}
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts.WithType("JWT"))
+	if _, ok := opts.ExtraHeaders[jose.HeaderType]; !ok {
+		opts = opts.WithType("at+jwt")
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
 	if err != nil {
 		t.Fatalf("new signer: %v", err)
 	}
@@ -161,4 +193,14 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+}
+
+// ecKey returns a new P-256 key.
+func ecKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

@@ -16,6 +16,7 @@ import (
 type Principal struct {
 	// Ref is "user:<issuer name>|<subject>", or "service:<issuer name>|<subject>"
 	// for an application token, with the id built by object.PrincipalID.
+	// For a LocalIssuer it is the token's "sub", parsed.
 	Ref object.Ref
 
 	// IssuerName is the configured short name of the issuer.
@@ -35,15 +36,11 @@ type Principal struct {
 
 // principal maps the claims of a verified token to a Principal. The subject
 // claim is required and must be a non-empty string. A configured tenant
-// claim is required too. An app token marker claim is optional, but when
-// present it must be a string, so that a value of another type cannot
+// claim is required too, and for a multi-tenant issuer it must name the
+// tenant of the token's "iss". An app token marker claim is optional, but
+// when present it must be a string, so that a value of another type cannot
 // silently turn a service token into a user token or the reverse.
-func (v *issuerVerifier) principal(token *oidc.IDToken) (*Principal, error) {
-	var claims map[string]json.RawMessage
-	if err := token.Claims(&claims); err != nil {
-		return nil, fmt.Errorf("decode claims: %w", err)
-	}
-
+func (v *issuerVerifier) principal(token *oidc.IDToken, claims map[string]json.RawMessage) (*Principal, error) {
 	subjectClaim := v.cfg.Claims.SubjectClaim()
 	subject, ok, err := stringClaim(claims, subjectClaim)
 	if err != nil {
@@ -63,16 +60,8 @@ func (v *issuerVerifier) principal(token *oidc.IDToken) (*Principal, error) {
 			return nil, fmt.Errorf("tenant claim %q is missing or empty", name)
 		}
 	}
-
-	principalType := object.TypeUser
-	if app := v.cfg.AppTokens; app != nil {
-		marker, ok, err := stringClaim(claims, app.Claim)
-		if err != nil {
-			return nil, err
-		}
-		if ok && slices.Contains(app.Values, marker) {
-			principalType = object.TypeService
-		}
+	if v.tenant != "" && tenant != v.tenant {
+		return nil, fmt.Errorf("tenant claim %q is %q, but iss is the issuer URL of tenant %q", v.cfg.Claims.Tenant, truncate(tenant), v.tenant)
 	}
 
 	tokenID, _, err := stringClaim(claims, "jti")
@@ -80,13 +69,13 @@ func (v *issuerVerifier) principal(token *oidc.IDToken) (*Principal, error) {
 		return nil, err
 	}
 
-	id, err := object.PrincipalID(v.cfg.Name, subject)
+	ref, err := v.principalRef(subject, claims)
 	if err != nil {
-		return nil, fmt.Errorf("subject claim %q: %w", subjectClaim, err)
+		return nil, err
 	}
 
 	return &Principal{
-		Ref:        object.Ref{Type: principalType, ID: id},
+		Ref:        ref,
 		IssuerName: v.cfg.Name,
 		Issuer:     token.Issuer,
 		Subject:    subject,
@@ -94,6 +83,37 @@ func (v *issuerVerifier) principal(token *oidc.IDToken) (*Principal, error) {
 		TokenID:    tokenID,
 		Expiry:     token.Expiry,
 	}, nil
+}
+
+// principalRef returns the principal that subject names. For a local
+// issuer, subject is the principal reference itself. For any other issuer it
+// is "user:<issuer name>|<subject>", or "service:..." when the app token
+// marker claim has one of the configured values.
+func (v *issuerVerifier) principalRef(subject string, claims map[string]json.RawMessage) (object.Ref, error) {
+	if v.local != nil {
+		ref, err := object.ParseSubject(subject)
+		if err != nil || (ref.Type != object.TypeUser && ref.Type != object.TypeService) {
+			return object.Ref{}, fmt.Errorf("sub %q: %w", truncate(subject), errNotPrincipalRef)
+		}
+		return ref, nil
+	}
+
+	principalType := object.TypeUser
+	if app := v.cfg.AppTokens; app != nil {
+		marker, ok, err := stringClaim(claims, app.Claim)
+		if err != nil {
+			return object.Ref{}, err
+		}
+		if ok && slices.Contains(app.Values, marker) {
+			principalType = object.TypeService
+		}
+	}
+
+	id, err := object.PrincipalID(v.cfg.Name, subject)
+	if err != nil {
+		return object.Ref{}, fmt.Errorf("subject claim %q: %w", v.cfg.Claims.SubjectClaim(), err)
+	}
+	return object.Ref{Type: principalType, ID: id}, nil
 }
 
 // stringClaim returns the claim called name, whether it is present, and an

@@ -2,16 +2,15 @@ package authn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-authz/gatehouse/internal/config"
 )
@@ -25,21 +24,18 @@ const (
 	// discoveryRetryInterval is the minimum time between two discovery
 	// attempts for one issuer. Tokens of that issuer fail in between.
 	discoveryRetryInterval = 30 * time.Second
-
-	// keyFetchInterval is the minimum time between two key set fetches for
-	// one issuer. go-oidc fetches the key set again whenever a signature
-	// does not verify with the cached keys, so without this limit every
-	// forged token would cost a request to the issuer. A token signed with
-	// a newly rotated key can fail for up to this long after a fetch.
-	keyFetchInterval = 10 * time.Second
 )
 
 // issuerVerifier verifies the tokens of one issuer. Its go-oidc verifier is
 // built on first use, after discovery when no jwks_uri is configured.
 type issuerVerifier struct {
-	cfg    config.Issuer
-	opts   Options
-	keyCtx context.Context // parent of key set fetches: values only, no cancellation
+	cfg     config.Issuer // for a multi-tenant issuer, expanded for tenant
+	name    string        // cfg.Name, with "/<tenant>" for a multi-tenant issuer
+	tenant  string        // the tenant of a multi-tenant issuer, or empty
+	local   *LocalIssuer  // nil unless a local issuer
+	opts    Options
+	keyCtx  context.Context // parent of key set fetches: values only, no cancellation
+	fetches *prometheus.CounterVec
 
 	ready atomic.Pointer[oidc.IDTokenVerifier]
 
@@ -50,11 +46,20 @@ type issuerVerifier struct {
 	lastErr       error     // guarded by discoveryLock
 }
 
-func newIssuerVerifier(ctx context.Context, cfg config.Issuer, opts Options) *issuerVerifier {
+// newIssuerVerifier returns the verifier of a configured issuer. For a
+// multi-tenant issuer, cfg is already expanded for tenant.
+func newIssuerVerifier(ctx context.Context, cfg config.Issuer, tenant string, opts Options, fetches *prometheus.CounterVec) *issuerVerifier {
+	name := cfg.Name
+	if tenant != "" {
+		name += "/" + tenant
+	}
 	v := &issuerVerifier{
 		cfg:           cfg,
+		name:          name,
+		tenant:        tenant,
 		opts:          opts,
 		keyCtx:        context.WithoutCancel(ctx),
+		fetches:       fetches,
 		discoveryLock: make(chan struct{}, 1),
 	}
 	if cfg.JWKSURI != "" {
@@ -69,7 +74,14 @@ func newIssuerVerifier(ctx context.Context, cfg config.Issuer, opts Options) *is
 	return v
 }
 
-// verify checks the signature, "iss", "exp" and "nbf" of rawToken.
+// invalid wraps err, a reason to reject a token of this issuer, in
+// ErrInvalidToken.
+func (v *issuerVerifier) invalid(err error) error {
+	return fmt.Errorf("%w: issuer %q: %w", ErrInvalidToken, v.name, err)
+}
+
+// verify checks the "alg", signature, "iss" and "exp" of rawToken, and
+// "nbf" with go-oidc's fixed leeway of five minutes.
 func (v *issuerVerifier) verify(ctx context.Context, rawToken string) (*oidc.IDToken, error) {
 	verifier, err := v.verifier(ctx)
 	if err != nil {
@@ -110,7 +122,7 @@ func (v *issuerVerifier) verifier(ctx context.Context) (*oidc.IDTokenVerifier, e
 	if err != nil {
 		v.lastErr = err
 		v.opts.Logger.WarnContext(ctx, "issuer discovery failed",
-			slog.String("issuer", v.cfg.Name), slog.Duration("retry_after", discoveryRetryInterval), slog.Any("error", err))
+			slog.String("issuer", v.name), slog.Duration("retry_after", discoveryRetryInterval), slog.Any("error", err))
 		return nil, err
 	}
 	v.ready.Store(verifier)
@@ -122,7 +134,7 @@ func (v *issuerVerifier) verifier(ctx context.Context) (*oidc.IDTokenVerifier, e
 // signing algorithms. go-oidc rejects a document whose "issuer" differs from
 // the configured issuer in any byte.
 func (v *issuerVerifier) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) {
-	client := limitedClient(v.opts.HTTPClient, nil)
+	client := limitedClient(v.opts.HTTPClient)
 	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, client), v.cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
@@ -153,14 +165,20 @@ func (v *issuerVerifier) discover(ctx context.Context) (*oidc.IDTokenVerifier, e
 	}
 
 	v.opts.Logger.InfoContext(ctx, "issuer discovered",
-		slog.String("issuer", v.cfg.Name), slog.String("jwks_uri", metadata.JWKSURI), slog.Any("algorithms", algorithms))
+		slog.String("issuer", v.name), slog.String("jwks_uri", metadata.JWKSURI), slog.Any("algorithms", algorithms))
 	return v.newOIDCVerifier(metadata.JWKSURI, algorithms), nil
 }
 
 func (v *issuerVerifier) newOIDCVerifier(jwksURI string, algorithms []string) *oidc.IDTokenVerifier {
-	throttle := &keyFetchThrottle{now: v.opts.Now, logger: v.opts.Logger, issuer: v.cfg.Name}
-	client := limitedClient(v.opts.HTTPClient, throttle)
-	keySet := oidc.NewRemoteKeySet(oidc.ClientContext(v.keyCtx, client), jwksURI)
+	keySet := newRemoteKeySet(v.keyCtx, remoteKeySetConfig{
+		issuer:   v.name,
+		jwksURI:  jwksURI,
+		client:   limitedClient(v.opts.HTTPClient),
+		interval: v.cfg.JWKSRefreshIntervalOrDefault(),
+		now:      v.opts.Now,
+		logger:   v.opts.Logger,
+		fetches:  v.fetches,
+	})
 
 	return oidc.NewVerifier(v.cfg.Issuer, keySet, &oidc.Config{
 		SupportedSigningAlgs: algorithms,
@@ -172,17 +190,12 @@ func (v *issuerVerifier) newOIDCVerifier(jwksURI string, algorithms []string) *o
 }
 
 // limitedClient returns a copy of base whose response bodies are limited to
-// maxResponseSize and, when throttle is not nil, whose requests pass through
-// it.
-func limitedClient(base *http.Client, throttle *keyFetchThrottle) *http.Client {
+// maxResponseSize.
+func limitedClient(base *http.Client) *http.Client {
 	client := *base
 	transport := client.Transport
 	if transport == nil {
 		transport = http.DefaultTransport
-	}
-	if throttle != nil {
-		throttle.base = transport
-		transport = throttle
 	}
 	client.Transport = limitedTransport{base: transport}
 	return &client
@@ -227,35 +240,3 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.body.Close() }
-
-// keyFetchThrottle fails key set requests made less than keyFetchInterval
-// after the previous one. Failed fetches count too, so an issuer that is
-// down is not called on every token.
-type keyFetchThrottle struct {
-	base   http.RoundTripper
-	now    func() time.Time
-	logger *slog.Logger
-	issuer string
-
-	mu        sync.Mutex
-	lastFetch time.Time
-}
-
-var errKeyFetchThrottled = errors.New("key set fetch skipped: the previous fetch was too recent")
-
-func (t *keyFetchThrottle) RoundTrip(req *http.Request) (*http.Response, error) {
-	// A request that follows a redirect belongs to a fetch already allowed.
-	if req.Response == nil {
-		t.mu.Lock()
-		now := t.now()
-		if !t.lastFetch.IsZero() && now.Sub(t.lastFetch) < keyFetchInterval {
-			t.mu.Unlock()
-			t.logger.Debug("key set fetch skipped", slog.String("issuer", t.issuer),
-				slog.Duration("min_interval", keyFetchInterval))
-			return nil, errKeyFetchThrottled
-		}
-		t.lastFetch = now
-		t.mu.Unlock()
-	}
-	return t.base.RoundTrip(req)
-}

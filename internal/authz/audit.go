@@ -32,6 +32,8 @@ const (
 	ActionResourceDelete = "resource.delete"
 	ActionMemberSet      = "member.set"
 	ActionMemberRemove   = "member.remove"
+	ActionSessionsRevoke = "sessions.revoke"
+	ActionTokenExchange  = "token.exchange"
 )
 
 // auditedChange describes one change for the audit log.
@@ -46,8 +48,18 @@ type auditedChange struct {
 
 // begin records c before it is made.
 func (s *Service) begin(ctx context.Context, caller Caller, c auditedChange) (*audit.Change, error) {
+	return s.beginIn(ctx, caller, c)
+}
+
+// beginIn records c in the chain of c.org, or in the platform chain when
+// c.org is zero.
+func (s *Service) beginIn(ctx context.Context, caller Caller, c auditedChange) (*audit.Change, error) {
+	chain := audit.PlatformChain
+	if !c.org.IsZero() {
+		chain = c.org.String()
+	}
 	e := audit.Entry{
-		Chain:     c.org.String(),
+		Chain:     chain,
 		Actor:     audit.Actor{Principal: caller.Ref.String(), Issuer: caller.Issuer, TokenID: caller.TokenID},
 		Action:    c.action,
 		Resource:  c.resource.String(),
@@ -112,3 +124,15 @@ func (s *Service) InPlace(ctx context.Context, e audit.Entry) (bool, error) {
 }
 
 func count(n int) string { return strconv.Itoa(n) }
+
+// RecordEvent records an event that changes no relationship, such as a
+// token exchange, in the platform chain, with its outcome applied. An error
+// means nothing was recorded and the caller must not go ahead.
+func (s *Service) RecordEvent(ctx context.Context, caller Caller, action string, resource object.Ref, after map[string]string) error {
+	change, err := s.beginIn(ctx, caller, auditedChange{action: action, resource: resource, after: after})
+	if err != nil {
+		return err
+	}
+	change.Applied(ctx, "")
+	return nil
+}

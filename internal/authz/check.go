@@ -50,6 +50,12 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 		SubjectRelation: subjectRelation(req.Subject),
 		Consistency:     req.Consistency,
 	})
+	if errors.Is(err, engine.ErrMaxDepth) {
+		// Only a definite yes allows: a question too deep to answer is a no.
+		s.logger.WarnContext(ctx, "check exceeded the maximum depth; denied",
+			"subject", req.Subject.String(), "permission", req.Permission, "resource", req.Resource.String(), "error", err)
+		return CheckResult{}, nil
+	}
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -201,31 +207,58 @@ func (s *Service) LookupResources(ctx context.Context, caller object.Ref, req Lo
 	if truncated {
 		return nil, "", fmt.Errorf("%w: more than %d resources match; narrow the question", ErrConflict, s.limits.MaxLookupResources)
 	}
-	page, next := pageOf(ids, after, size)
-	refs := make([]object.Ref, len(page))
-	for i, id := range page {
-		refs[i] = object.Ref{Type: req.ResourceType, ID: id}
-	}
-	if req.Subject == caller || len(refs) == 0 {
+	if req.Subject == caller {
+		page, next := pageOf(ids, after, size)
+		refs := make([]object.Ref, len(page))
+		for i, id := range page {
+			refs[i] = object.Ref{Type: req.ResourceType, ID: id}
+		}
 		return refs, next, nil
 	}
+	return s.inspectablePage(ctx, caller, req.ResourceType, ids, after, size)
+}
 
-	// About another subject: keep only what the caller may inspect.
-	gates := make([]engine.CheckRequest, len(refs))
-	for i, ref := range refs {
-		gates[i] = engine.CheckRequest{Resource: ref, Permission: "inspect", Subject: caller}
+// inspectablePage returns the next page of ids, after the id after, on
+// which caller has inspect. Ids are checked in chunks until the page is
+// full, and the page token is the last id returned, so neither the page
+// nor its token reveals an id that the caller may not inspect.
+func (s *Service) inspectablePage(ctx context.Context, caller object.Ref, resourceType string, ids []string, after string, size int) ([]object.Ref, string, error) {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	start, found := slices.BinarySearch(ids, after)
+	if after != "" && found {
+		start++
 	}
-	results, err := s.engine.CheckBulk(ctx, gates, engine.Consistency{})
-	if err != nil {
-		return nil, "", err
-	}
-	visible := refs[:0]
-	for i, ref := range refs {
-		if results[i].Err == nil && results[i].Decision.Allowed {
-			visible = append(visible, ref)
+
+	var page []object.Ref
+	for start < len(ids) && len(page) < size {
+		end := min(start+max(size, 100), len(ids))
+		gates := make([]engine.CheckRequest, 0, end-start)
+		for _, id := range ids[start:end] {
+			gates = append(gates, engine.CheckRequest{Resource: object.Ref{Type: resourceType, ID: id}, Permission: "inspect", Subject: caller})
+		}
+		results, err := s.engine.CheckBulk(ctx, gates, engine.Consistency{})
+		if err != nil {
+			return nil, "", err
+		}
+		for i, r := range results {
+			if r.Err == nil && r.Decision.Allowed {
+				page = append(page, gates[i].Resource)
+				if len(page) == size {
+					start += i + 1
+					break
+				}
+			}
+			if i == len(results)-1 {
+				start = end
+			}
 		}
 	}
-	return visible, next, nil
+	next := ""
+	if len(page) == size && start < len(ids) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
+	}
+	return page, next, nil
 }
 
 // LookupSubjectsRequest asks for the subjects of SubjectType that have

@@ -55,8 +55,17 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	if err := s.require(ctx, caller, "manage", resource); err != nil {
 		return RoleChange{}, err
 	}
-	if err := s.requireSameOrg(ctx, resource, subject); err != nil {
+	groupPrecondition, err := s.requireSameOrg(ctx, resource, subject)
+	if err != nil {
 		return RoleChange{}, err
+	}
+	if resource.Type == object.TypeGroup && subject.Type == object.TypeGroup {
+		// The loop test and the write must not interleave with another
+		// nesting change, or two opposite nestings could both pass.
+		// NOTE: this lock covers one instance; instances sharing a
+		// database can still race here.
+		s.nesting.Lock()
+		defer s.nesting.Unlock()
 	}
 
 	if err := s.requireNoCycle(ctx, resource, subject); err != nil {
@@ -67,7 +76,8 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	if err != nil {
 		return RoleChange{}, err
 	}
-	if err := s.requireOwnerChange(ctx, caller, resource, before, role); err != nil {
+	ownerPrecondition, err := s.requireOwnerChange(ctx, caller, resource, subject, before, role)
+	if err != nil {
 		return RoleChange{}, err
 	}
 
@@ -79,14 +89,23 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	if err != nil {
 		return RoleChange{}, err
 	}
+	principals, err := s.affected(ctx, subject)
+	if err != nil {
+		return RoleChange{}, err
+	}
 	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionMemberSet, resource: resource, subject: subject, before: roleState(before), after: roleState(role)})
 	if err != nil {
 		return RoleChange{}, err
 	}
-	token, err := s.engine.Write(ctx, updates, []*v1.Precondition{existsPrecondition(resource)})
+	var token string
+	err = s.withBumps(ctx, principals, func() error {
+		var err error
+		token, err = s.engine.Write(ctx, updates, preconditions(existsPrecondition(resource), groupPrecondition, ownerPrecondition))
+		return err
+	})
 	finish(ctx, change, token, err)
 	if err != nil {
-		return RoleChange{}, s.explainMemberFailure(resource, err)
+		return RoleChange{}, explainMemberFailure(resource, ownerPrecondition != nil, err)
 	}
 	return RoleChange{Resource: resource, Subject: subject, Before: before, After: role, Token: token}, nil
 }
@@ -108,7 +127,8 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 	if err != nil {
 		return RoleChange{}, err
 	}
-	if err := s.requireOwnerChange(ctx, caller, resource, before, ""); err != nil {
+	ownerPrecondition, err := s.requireOwnerChange(ctx, caller, resource, subject, before, "")
+	if err != nil {
 		return RoleChange{}, err
 	}
 
@@ -120,14 +140,23 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 	if err != nil {
 		return RoleChange{}, err
 	}
+	principals, err := s.affected(ctx, subject)
+	if err != nil {
+		return RoleChange{}, err
+	}
 	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionMemberRemove, resource: resource, subject: subject, before: roleState(before), after: roleState("")})
 	if err != nil {
 		return RoleChange{}, err
 	}
-	token, err := s.engine.Write(ctx, s.roleDeletes(resource, subject, ""), nil)
+	var token string
+	err = s.withBumps(ctx, principals, func() error {
+		var err error
+		token, err = s.engine.Write(ctx, s.roleDeletes(resource, subject, ""), preconditions(ownerPrecondition))
+		return err
+	})
 	finish(ctx, change, token, err)
 	if err != nil {
-		return RoleChange{}, err
+		return RoleChange{}, explainMemberFailure(resource, ownerPrecondition != nil, err)
 	}
 	return RoleChange{Resource: resource, Subject: subject, Before: before, Token: token}, nil
 }
@@ -207,30 +236,53 @@ func (s *Service) directRole(ctx context.Context, resource, subject object.Ref) 
 
 // requireOwnerChange enforces that only owners make or unmake org owners,
 // and that an org keeps at least one owner.
-func (s *Service) requireOwnerChange(ctx context.Context, caller, resource object.Ref, before, after string) error {
+//
+// When the change removes an owner, it returns a precondition that another
+// owner still exists at the moment of the write, so that two concurrent
+// removals cannot leave the org without owners.
+func (s *Service) requireOwnerChange(ctx context.Context, caller, resource, subject object.Ref, before, after string) (*v1.Precondition, error) {
 	if resource.Type != object.TypeOrg || (before != "owner" && after != "owner") {
-		return nil
+		return nil, nil
 	}
 	ok, err := s.allowed(ctx, caller, "manage_owners", resource)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
-		return fmt.Errorf("%w: only owners of %s can make or remove owners", ErrForbidden, resource)
+		return nil, fmt.Errorf("%w: only owners of %s can make or remove owners", ErrForbidden, resource)
 	}
 	if before != "owner" || after == "owner" {
-		return nil
+		return nil, nil
 	}
 	owners, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
 		ResourceType: resource.Type, OptionalResourceId: resource.ID, OptionalRelation: "owner",
 	}, 2, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(owners) < 2 {
-		return fmt.Errorf("%w: %s would have no owner left; make another owner first", ErrConflict, resource)
+	for _, o := range owners {
+		other := o.GetSubject()
+		if other.GetObject().GetObjectType() == subject.Type && other.GetObject().GetObjectId() == subject.ID {
+			continue
+		}
+		return &v1.Precondition{
+			Operation: v1.Precondition_OPERATION_MUST_MATCH,
+			Filter: &v1.RelationshipFilter{
+				ResourceType: resource.Type, OptionalResourceId: resource.ID, OptionalRelation: "owner",
+				OptionalSubjectFilter: &v1.SubjectFilter{
+					SubjectType:       other.GetObject().GetObjectType(),
+					OptionalSubjectId: other.GetObject().GetObjectId(),
+					OptionalRelation:  subjectRelationFilter(other.GetOptionalRelation()),
+				},
+			},
+		}, nil
 	}
-	return nil
+	return nil, fmt.Errorf("%w: %s would have no owner left; make another owner first", ErrConflict, resource)
+}
+
+// subjectRelationFilter matches a subject relation exactly, including none.
+func subjectRelationFilter(relation string) *v1.SubjectFilter_RelationFilter {
+	return &v1.SubjectFilter_RelationFilter{Relation: relation}
 }
 
 // requireNoCycle rejects making group subject a member of group resource
@@ -277,23 +329,33 @@ func (s *Service) GetMember(ctx context.Context, caller, resource, subject objec
 
 // requireSameOrg rejects a group subject from another org: roles never
 // cross tenants.
-func (s *Service) requireSameOrg(ctx context.Context, resource, subject object.Ref) error {
+//
+// It returns a precondition that the group still belongs to that org at the
+// moment of the write, so that a group deleted meanwhile (and perhaps
+// created again in another org) never receives the role.
+func (s *Service) requireSameOrg(ctx context.Context, resource, subject object.Ref) (*v1.Precondition, error) {
 	if subject.Type != object.TypeGroup {
-		return nil
+		return nil, nil
 	}
 	resourceOrg, err := s.orgOf(ctx, resource)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	groupOrg, err := s.orgOf(ctx, subject)
 	if err != nil {
-		return fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+		return nil, fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
 	}
 	if groupOrg != resourceOrg {
 		// The other org's group must look exactly like a missing one.
-		return fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+		return nil, fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
 	}
-	return nil
+	return &v1.Precondition{
+		Operation: v1.Precondition_OPERATION_MUST_MATCH,
+		Filter: &v1.RelationshipFilter{
+			ResourceType: subject.Type, OptionalResourceId: subject.ID, OptionalRelation: "org",
+			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: resourceOrg.Type, OptionalSubjectId: resourceOrg.ID},
+		},
+	}, nil
 }
 
 // roleDeletes returns deletes of every direct role of subject on resource
@@ -309,11 +371,28 @@ func (s *Service) roleDeletes(resource, subject object.Ref, keep string) []*v1.R
 	return updates
 }
 
-func (s *Service) explainMemberFailure(resource object.Ref, err error) error {
-	if isPrecondition(err) {
-		return fmt.Errorf("%w: %s", ErrNotFound, resource)
+// explainMemberFailure turns a failed precondition into ErrConflict when the
+// org's owners changed meanwhile, and into ErrNotFound when the resource or
+// the group went away.
+func explainMemberFailure(resource object.Ref, ownersChecked bool, err error) error {
+	switch {
+	case !isPrecondition(err):
+		return err
+	case ownersChecked:
+		return fmt.Errorf("%w: the owners of %s changed meanwhile; retry", ErrConflict, resource)
 	}
-	return err
+	return fmt.Errorf("%w: %s", ErrNotFound, resource)
+}
+
+// preconditions returns the non-nil ones of ps.
+func preconditions(ps ...*v1.Precondition) []*v1.Precondition {
+	var out []*v1.Precondition
+	for _, p := range ps {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (s *Service) pageSize(requested int) (int, error) {

@@ -111,7 +111,12 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	if err != nil {
 		return Created{}, err
 	}
-	token, err := s.engine.Write(ctx, updates, preconditions)
+	var token string
+	err = s.withBumps(ctx, []string{owner.String()}, func() error {
+		var err error
+		token, err = s.engine.Write(ctx, updates, preconditions)
+		return err
+	})
 	finish(ctx, change, token, err)
 	if err != nil {
 		return Created{}, s.explainCreateFailure(ctx, req, err)
@@ -162,18 +167,25 @@ func (s *Service) Delete(ctx context.Context, c Caller, resource object.Ref) (st
 		return "", err
 	}
 
+	principals, err := s.affectedByDelete(ctx, tree)
+	if err != nil {
+		return "", err
+	}
 	before := map[string]string{"descendants": count(len(tree) - 1)}
 	change, err := s.begin(ctx, c, auditedChange{org: org, action: ActionResourceDelete, resource: resource, before: before, after: map[string]string{}})
 	if err != nil {
 		return "", err
 	}
 	var token string
-	for i := len(tree) - 1; i >= 0; i-- {
-		if token, err = s.deleteObject(ctx, tree[i]); err != nil {
-			// Part of the tree may be gone: the reconciler decides from the
-			// state whether the delete counts as applied.
-			return "", fmt.Errorf("delete %s: %w", tree[i], err)
-		}
+	err = s.withBumps(ctx, principals, func() error {
+		var err error
+		token, err = s.deleteTree(ctx, resource)
+		return err
+	})
+	if err != nil {
+		// Part of the tree may be gone: the reconciler decides from the
+		// state whether the delete counts as applied.
+		return "", err
 	}
 	finish(ctx, change, token, nil)
 	return token, nil
@@ -216,21 +228,81 @@ func (s *Service) descendants(ctx context.Context, root object.Ref) ([]object.Re
 	return tree, nil
 }
 
-// deleteObject removes every relationship naming ref as resource, then every
-// one naming it as subject.
-func (s *Service) deleteObject(ctx context.Context, ref object.Ref) (string, error) {
-	filters := []*v1.RelationshipFilter{
-		{ResourceType: ref.Type, OptionalResourceId: ref.ID},
-		{OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: ref.Type, OptionalSubjectId: ref.ID}},
+// deleteAttempts bounds how often deleteTree retries a node whose children
+// keep being created while it deletes them.
+const deleteAttempts = 5
+
+// deleteTree deletes node's descendants, then node: every relationship
+// naming it as resource, on condition that it has no children left, then
+// every relationship naming it as subject. The condition makes a child
+// created during the delete fail the delete of its parent, which then
+// starts over, instead of leaving the child behind without a parent.
+func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, error) {
+	var noChildren []*v1.Precondition
+	for _, childType := range object.ChildTypes(node.Type) {
+		noChildren = append(noChildren, &v1.Precondition{
+			Operation: v1.Precondition_OPERATION_MUST_NOT_MATCH,
+			Filter: &v1.RelationshipFilter{
+				ResourceType: childType, OptionalRelation: object.ParentRelation(childType),
+				OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: node.Type, OptionalSubjectId: node.ID},
+			},
+		})
 	}
-	var token string
-	for _, filter := range filters {
-		var err error
-		if token, err = s.engine.DeleteMatching(ctx, filter, nil); err != nil {
+
+	for range deleteAttempts {
+		children, err := s.children(ctx, node)
+		if err != nil {
 			return "", err
 		}
+		for _, child := range children {
+			if _, err := s.deleteTree(ctx, child); err != nil {
+				return "", err
+			}
+		}
+
+		_, err = s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{ResourceType: node.Type, OptionalResourceId: node.ID}, noChildren)
+		if isPrecondition(err) {
+			continue // a child appeared meanwhile
+		}
+		if err != nil {
+			return "", fmt.Errorf("delete %s: %w", node, err)
+		}
+		token, err := s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{
+			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: node.Type, OptionalSubjectId: node.ID},
+		}, nil)
+		if err != nil {
+			return "", fmt.Errorf("delete relationships naming %s: %w", node, err)
+		}
+		return token, nil
 	}
-	return token, nil
+	return "", fmt.Errorf("%w: resources keep being created under %s; retry the delete", ErrConflict, node)
+}
+
+// children returns the objects whose parent link names node.
+func (s *Service) children(ctx context.Context, node object.Ref) ([]object.Ref, error) {
+	var children []object.Ref
+	for _, childType := range object.ChildTypes(node.Type) {
+		filter := &v1.RelationshipFilter{
+			ResourceType:          childType,
+			OptionalRelation:      object.ParentRelation(childType),
+			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: node.Type, OptionalSubjectId: node.ID},
+		}
+		var cursor *v1.Cursor
+		for {
+			rels, next, err := s.engine.Read(ctx, filter, 1000, cursor)
+			if err != nil {
+				return nil, err
+			}
+			for _, rel := range rels {
+				children = append(children, object.Ref{Type: childType, ID: rel.GetResource().GetObjectId()})
+			}
+			if next == nil {
+				break
+			}
+			cursor = next
+		}
+	}
+	return children, nil
 }
 
 // existsPrecondition holds while ref's parent link (an org's link to the

@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
+	"github.com/gatehouse-authz/gatehouse/internal/authversion"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
@@ -98,17 +100,23 @@ func (l Limits) withDefaults() Limits {
 type Service struct {
 	engine   *engine.Engine
 	recorder *audit.Recorder
+	versions authversion.Store
 	logger   *slog.Logger
 	limits   Limits
+
+	// nesting serializes changes that nest one group in another.
+	nesting sync.Mutex
 }
 
-// New returns a Service on e that records every change with recorder. A nil
-// logger means slog.Default().
-func New(e *engine.Engine, recorder *audit.Recorder, logger *slog.Logger, limits Limits) *Service {
+// New returns a Service on e that records every change with recorder and
+// raises the auth versions of the principals each change affects in
+// versions. A nil versions store raises nothing; a nil logger means
+// slog.Default().
+func New(e *engine.Engine, recorder *audit.Recorder, versions authversion.Store, logger *slog.Logger, limits Limits) *Service {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Service{engine: e, recorder: recorder, logger: logger, limits: limits.withDefaults()}
+	return &Service{engine: e, recorder: recorder, versions: versions, logger: logger, limits: limits.withDefaults()}
 }
 
 // Limits returns the limits in force, defaults filled in.

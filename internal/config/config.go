@@ -15,9 +15,9 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -42,6 +42,9 @@ type File struct {
 	// Platform lists the principals with powers over every org.
 	Platform Platform `yaml:"platform"`
 
+	// Tokens configures Gatehouse's own tokens, issued by token exchange.
+	Tokens Tokens `yaml:"tokens"`
+
 	// TrustedProxies are the networks (CIDR, such as 10.0.0.0/8) of the
 	// reverse proxies in front of Gatehouse, whose X-Forwarded-For header
 	// is believed when the audit log records a client address. Default:
@@ -52,95 +55,6 @@ type File struct {
 	// uses it to add line numbers to its errors.
 	root *yaml.Node
 }
-
-// Issuer is one trusted token issuer (an OpenID Connect provider).
-type Issuer struct {
-	// Name is the issuer's short name, used as the prefix of principal ids
-	// ("user:<name>|<subject>"). Required. It must match
-	// object.IssuerNamePattern and be unique.
-	Name string `yaml:"name"`
-
-	// Issuer is the "iss" value of the issuer's tokens. Required. It is
-	// compared byte for byte, so "https://idp.example.com" and
-	// "https://idp.example.com/" are different issuers. It must be an
-	// absolute https URL without query or fragment; http is allowed only for
-	// loopback hosts (127.0.0.0/8, ::1, localhost).
-	Issuer string `yaml:"issuer"`
-
-	// Audiences lists the accepted "aud" values. Required and non-empty: a
-	// token must carry at least one of them.
-	Audiences []string `yaml:"audiences"`
-
-	// Algorithms lists the accepted JWS "alg" values, a subset of
-	// SupportedAlgorithms. Default: the supported algorithms that the
-	// issuer's discovery document lists, or only RS256 when JWKSURI is set,
-	// because then no discovery document is read.
-	Algorithms []string `yaml:"algorithms"`
-
-	// JWKSURI is the URL of the issuer's JSON Web Key Set. Default: the
-	// jwks_uri of the discovery document at
-	// Issuer + "/.well-known/openid-configuration". When set, no discovery
-	// request is made. The URL rules of Issuer apply.
-	JWKSURI string `yaml:"jwks_uri"`
-
-	// Claims names the token claims that identify the principal.
-	Claims Claims `yaml:"claims"`
-
-	// AppTokens marks application (client-credentials) tokens, which
-	// authenticate a service principal instead of a user. Default: nil, so
-	// every token authenticates a user.
-	AppTokens *AppTokens `yaml:"app_tokens"`
-}
-
-// Claims names the token claims that Gatehouse maps into a principal.
-type Claims struct {
-	// Subject is the claim that identifies the principal within the issuer.
-	// Default: DefaultSubjectClaim ("sub"). Microsoft Entra ID uses "oid".
-	Subject string `yaml:"subject"`
-
-	// Tenant is the claim copied into the principal's tenant, such as "tid"
-	// for Microsoft Entra ID. Default: empty, so no tenant is read.
-	Tenant string `yaml:"tenant"`
-}
-
-// SubjectClaim returns Subject, or DefaultSubjectClaim when Subject is empty.
-func (c Claims) SubjectClaim() string {
-	if c.Subject == "" {
-		return DefaultSubjectClaim
-	}
-	return c.Subject
-}
-
-// AppTokens is the claim and the values that mark an application token, for
-// example idtyp == "app" for Microsoft Entra ID, or gty == "client-credentials"
-// for Auth0.
-type AppTokens struct {
-	// Claim is the name of the marker claim. Required.
-	Claim string `yaml:"claim"`
-
-	// Values are the string values of Claim that mark an application token.
-	// Required and non-empty.
-	Values []string `yaml:"values"`
-}
-
-// supportedAlgorithms are the JWS algorithms that an issuer may use. "none"
-// and the HMAC algorithms (HS256, HS384, HS512) are never accepted, because
-// a token must be signed with the issuer's private key and not with a secret
-// that a verifier also holds.
-var supportedAlgorithms = []string{
-	"RS256", "RS384", "RS512",
-	"PS256", "PS384", "PS512",
-	"ES256", "ES384", "ES512",
-	"EdDSA",
-}
-
-// SupportedAlgorithms returns the JWS algorithms that an issuer may be
-// configured with: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
-// ES512 and EdDSA. It returns a new slice on each call.
-func SupportedAlgorithms() []string { return slices.Clone(supportedAlgorithms) }
-
-// IsSupportedAlgorithm reports whether alg is one of SupportedAlgorithms.
-func IsSupportedAlgorithm(alg string) bool { return slices.Contains(supportedAlgorithms, alg) }
 
 // Load reads the configuration file at path, then decodes and validates it
 // like Parse.
@@ -221,6 +135,26 @@ func (e *FieldError) Error() string {
 type Platform struct {
 	// Auditors may read every org's audit events. Default: none.
 	Auditors []string `yaml:"auditors"`
+
+	// Gateways may read every principal's auth version and follow the
+	// stream of changes, to enforce token freshness in front of apps.
+	// Default: none.
+	Gateways []string `yaml:"gateways"`
+}
+
+// Tokens configures the tokens Gatehouse issues by token exchange.
+type Tokens struct {
+	// Issuer is the "iss" of Gatehouse's tokens: the external base URL of
+	// this service, where /.well-known/openid-configuration is served.
+	// Default: empty, which turns token exchange off (with --dev, the
+	// server's own URL).
+	Issuer string `yaml:"issuer"`
+
+	// Audiences are the "aud" of every token. Default: [gatehouse].
+	Audiences []string `yaml:"audiences"`
+
+	// TTL is the lifetime of a token, such as 15m. Default: 15m; at most 24h.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // TrustedProxyPrefixes returns TrustedProxies parsed; call it after
@@ -243,79 +177,30 @@ func (f *File) Validate() error {
 		errs = append(errs, &FieldError{Key: key, Line: f.line(key), Message: fmt.Sprintf(format, args...)})
 	}
 
-	names := make(map[string]int)
-	issuers := make(map[string]int)
+	names := make(map[string]string)
+	issuers := make(map[string]string)
 	for i, iss := range f.Issuers {
-		prefix := "issuers[" + strconv.Itoa(i) + "]"
-
-		switch {
-		case iss.Name == "":
-			report(prefix+".name", "missing")
-		case !object.ValidIssuerName(iss.Name):
-			report(prefix+".name", "%q must match %s", iss.Name, object.IssuerNamePattern)
-		default:
-			if first, ok := names[iss.Name]; ok {
-				report(prefix+".name", "%q is already used by issuers[%d]", iss.Name, first)
-			} else {
-				names[iss.Name] = i
+		f.validateIssuer("issuers["+strconv.Itoa(i)+"]", iss, names, issuers, report)
+	}
+	for i, p := range f.Platform.Gateways {
+		if _, err := object.ParseSubject(p); err != nil || strings.HasPrefix(p, object.TypeGroup+":") {
+			report("platform.gateways["+strconv.Itoa(i)+"]", "%q must be a principal such as service:corp|gateway", p)
+		}
+	}
+	if f.Tokens.Issuer != "" {
+		if err := CheckURL(f.Tokens.Issuer); err != nil {
+			report("tokens.issuer", "%v", err)
+		} else if strings.HasSuffix(f.Tokens.Issuer, "/") {
+			report("tokens.issuer", "%q must not end with a slash", f.Tokens.Issuer)
+		}
+		for _, iss := range f.Issuers {
+			if iss.Issuer == f.Tokens.Issuer {
+				report("tokens.issuer", "%q is also a configured issuer", f.Tokens.Issuer)
 			}
 		}
-
-		if iss.Issuer == "" {
-			report(prefix+".issuer", "missing")
-		} else if err := CheckURL(iss.Issuer); err != nil {
-			report(prefix+".issuer", "%v", err)
-		} else if first, ok := issuers[iss.Issuer]; ok {
-			report(prefix+".issuer", "%q is already used by issuers[%d]", iss.Issuer, first)
-		} else {
-			issuers[iss.Issuer] = i
-		}
-
-		if len(iss.Audiences) == 0 {
-			report(prefix+".audiences", "at least one audience is required")
-		}
-		for j, aud := range iss.Audiences {
-			if aud == "" {
-				report(prefix+".audiences["+strconv.Itoa(j)+"]", "empty audience")
-			}
-		}
-
-		for j, alg := range iss.Algorithms {
-			key := prefix + ".algorithms[" + strconv.Itoa(j) + "]"
-			switch {
-			case strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS"):
-				report(key, "%q is forbidden: tokens must be signed with the issuer's private key", alg)
-			case !IsSupportedAlgorithm(alg):
-				report(key, "unknown algorithm %q, expected one of %s", alg, strings.Join(supportedAlgorithms, ", "))
-			}
-		}
-
-		if iss.JWKSURI != "" {
-			if err := CheckURL(iss.JWKSURI); err != nil {
-				report(prefix+".jwks_uri", "%v", err)
-			}
-		}
-
-		// An empty Subject means DefaultSubjectClaim, but an empty value
-		// written in the file is more likely a mistake than a request for
-		// the default.
-		if f.given(prefix+".claims.subject") && iss.Claims.Subject == "" {
-			report(prefix+".claims.subject", "empty: remove the key to use %q", DefaultSubjectClaim)
-		}
-
-		if iss.AppTokens != nil {
-			if iss.AppTokens.Claim == "" {
-				report(prefix+".app_tokens.claim", "missing")
-			}
-			if len(iss.AppTokens.Values) == 0 {
-				report(prefix+".app_tokens.values", "at least one value is required")
-			}
-			for j, v := range iss.AppTokens.Values {
-				if v == "" {
-					report(prefix+".app_tokens.values["+strconv.Itoa(j)+"]", "empty value")
-				}
-			}
-		}
+	}
+	if f.Tokens.TTL < 0 || f.Tokens.TTL > 24*time.Hour {
+		report("tokens.ttl", "%s must be between 1s and 24h", f.Tokens.TTL)
 	}
 	for i, p := range f.Platform.Auditors {
 		if _, err := object.ParseSubject(p); err != nil || strings.HasPrefix(p, object.TypeGroup+":") {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/config"
 )
@@ -128,6 +130,29 @@ func TestParseRejects(t *testing.T) {
 		{"app_tokens without claim", with("app_tokens: {values: [app]}"), "issuers[0].app_tokens.claim: missing"},
 		{"app_tokens without values", with("app_tokens: {claim: idtyp}"), "issuers[0].app_tokens.values: at least one"},
 		{"app_tokens empty value", with(`app_tokens: {claim: idtyp, values: [""]}`), "issuers[0].app_tokens.values[0]: empty"},
+		{"refresh interval below minimum", with("jwks_refresh_interval: 500ms"), "issuers[0].jwks_refresh_interval: 500ms is shorter than the minimum 1s"},
+		{"negative refresh interval", with("jwks_refresh_interval: -5s"), "issuers[0].jwks_refresh_interval: -5s is negative"},
+		{"refresh interval as integer", with("jwks_refresh_interval: 30"), "cannot unmarshal"},
+		{"clock skew above maximum", with("clock_skew: 6m"), "issuers[0].clock_skew: 6m0s is longer than the maximum 5m0s"},
+		{"negative clock skew", with("clock_skew: -1s"), "issuers[0].clock_skew: -1s is negative"},
+		{"access_tokens empty", with("access_tokens: {}"), "issuers[0].access_tokens: set typ, require_claims or both"},
+		{"access_tokens empty typ", with(`access_tokens: {typ: [""]}`), "issuers[0].access_tokens.typ[0]: empty"},
+		{"access_tokens empty claim", with(`access_tokens: {require_claims: [""]}`), "issuers[0].access_tokens.require_claims[0]: empty"},
+		{"access_tokens unknown key", with("access_tokens: {types: [at+jwt]}"), "field types not found"},
+		{"tenants without placeholder", with("tenants: [t1]"), "issuers[0].tenants: issuer must contain {tenant}"},
+		{"placeholder without tenants", issuer("name: entra", "issuer: https://login.example.com/{tenant}/v2.0", "audiences: [g]", "claims: {tenant: tid}"),
+			"issuers[0].tenants: at least one tenant is required"},
+		{"placeholder without tenant claim", issuer("name: entra", "issuer: https://login.example.com/{tenant}/v2.0", "audiences: [g]", "tenants: [t1]"),
+			"issuers[0].claims.tenant: missing"},
+		{"tenant with slash", issuer("name: entra", "issuer: https://login.example.com/{tenant}/v2.0", "audiences: [g]", "claims: {tenant: tid}", "tenants: [a/b]"),
+			`issuers[0].tenants[0]: "a/b" must match`},
+		{"tenant common", issuer("name: entra", "issuer: https://login.example.com/{tenant}/v2.0", "audiences: [g]", "claims: {tenant: tid}", "tenants: [t1, common]"),
+			`issuers[0].tenants[1]: "common" never appears`},
+		{"tenant twice", issuer("name: entra", "issuer: https://login.example.com/{tenant}/v2.0", "audiences: [g]", "claims: {tenant: tid}", "tenants: [t1, t1]"),
+			`issuers[0].tenants[1]: "t1" is listed twice`},
+		{"tenant issuer collides", with() + "  - name: entra\n    issuer: https://{tenant}\n    audiences: [g]\n    claims: {tenant: tid}\n    tenants: [idp.example.com]\n",
+			`issuers[1].tenants[0]: "https://idp.example.com" is already used by issuers[0]`},
+		{"jwks_uri placeholder without tenants", with("jwks_uri: https://keys.example.com/{tenant}/keys"), "issuers[0].jwks_uri: contains {tenant}"},
 		{"oversized file", with() + "# " + strings.Repeat("x", config.MaxFileSize), "larger than"},
 	}
 	for _, tt := range tests {
@@ -140,6 +165,68 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("got error %q, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseIssuerOptions(t *testing.T) {
+	f, err := config.Parse([]byte(`
+issuers:
+  - name: entra
+    issuer: https://login.microsoftonline.com/{tenant}/v2.0
+    jwks_uri: https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys
+    tenants: [11111111-1111-1111-1111-111111111111, contoso.onmicrosoft.com]
+    audiences: [api://gatehouse]
+    claims: {subject: oid, tenant: tid}
+    access_tokens:
+      require_claims: [scp, roles]
+    clock_skew: 2m
+    jwks_refresh_interval: 1s
+  - name: auth0
+    issuer: https://example.eu.auth0.com/
+    audiences: [https://gatehouse.example.com]
+    access_tokens:
+      typ: [at+jwt]
+`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+
+	entra := f.Issuers[0]
+	if !entra.MultiTenant() {
+		t.Error("entra: MultiTenant() is false")
+	}
+	if got := entra.ClockSkewOrDefault(); got != 2*time.Minute {
+		t.Errorf("clock skew: got %s, want 2m", got)
+	}
+	if got := entra.JWKSRefreshIntervalOrDefault(); got != time.Second {
+		t.Errorf("refresh interval: got %s, want 1s", got)
+	}
+	if entra.AccessTokens == nil || !slices.Equal(entra.AccessTokens.RequireClaims, []string{"scp", "roles"}) {
+		t.Errorf("access_tokens: got %+v", entra.AccessTokens)
+	}
+	expanded := entra.ForTenant("contoso.onmicrosoft.com")
+	if want := "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"; expanded.Issuer != want {
+		t.Errorf("expanded issuer: got %q, want %q", expanded.Issuer, want)
+	}
+	if want := "https://login.microsoftonline.com/contoso.onmicrosoft.com/discovery/v2.0/keys"; expanded.JWKSURI != want {
+		t.Errorf("expanded jwks_uri: got %q, want %q", expanded.JWKSURI, want)
+	}
+	if expanded.Tenants != nil {
+		t.Errorf("expanded tenants: got %q, want nil", expanded.Tenants)
+	}
+
+	auth0 := f.Issuers[1]
+	if auth0.MultiTenant() {
+		t.Error("auth0: MultiTenant() is true")
+	}
+	if got := auth0.ClockSkewOrDefault(); got != config.DefaultClockSkew {
+		t.Errorf("default clock skew: got %s, want %s", got, config.DefaultClockSkew)
+	}
+	if got := auth0.JWKSRefreshIntervalOrDefault(); got != config.DefaultJWKSRefreshInterval {
+		t.Errorf("default refresh interval: got %s, want %s", got, config.DefaultJWKSRefreshInterval)
+	}
+	if auth0.AccessTokens == nil || !slices.Equal(auth0.AccessTokens.Types, []string{"at+jwt"}) {
+		t.Errorf("access_tokens: got %+v", auth0.AccessTokens)
 	}
 }
 

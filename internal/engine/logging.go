@@ -55,9 +55,11 @@ func (w slogWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 }
 
 // contextWithLogger attaches a zerolog logger that writes to logger, so that
-// SpiceDB's context-scoped log calls reach Gatehouse's handler.
+// SpiceDB's context-scoped log calls reach Gatehouse's handler. SpiceDB's
+// own debug and trace events are dropped: they include every SQL statement
+// with its arguments, that is relationships and audit data.
 func contextWithLogger(ctx context.Context, logger *slog.Logger) context.Context {
-	zl := zerolog.New(slogWriter{logger: logger}).Level(zerolog.DebugLevel)
+	zl := zerolog.New(slogWriter{logger: logger}).Level(zerolog.InfoLevel)
 	return zl.WithContext(ctx)
 }
 

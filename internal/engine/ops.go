@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"github.com/authzed/spicedb/pkg/embedded"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,6 +28,10 @@ var (
 
 	// ErrUnavailable means SpiceDB or its datastore did not answer in time.
 	ErrUnavailable = errors.New("authorization engine unavailable")
+
+	// ErrMaxDepth means answering needed more nested steps than SpiceDB
+	// allows, as a loop of group memberships would.
+	ErrMaxDepth = errors.New("maximum depth exceeded")
 )
 
 // Consistency selects the snapshot that a read is evaluated at. The zero
@@ -201,6 +207,9 @@ func classify(op string, err error) error {
 	if !ok {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	if isMaxDepth(st) {
+		return fmt.Errorf("%s: %w: %s", op, ErrMaxDepth, st.Message())
+	}
 	switch st.Code() {
 	case codes.AlreadyExists:
 		// A create of a relationship that exists already: the same
@@ -219,4 +228,17 @@ func classify(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// isMaxDepth reports whether st is SpiceDB's maximum depth error. SpiceDB
+// marks it with an ErrorInfo reason on most paths; on the check path of
+// v1.56.2 it arrives as a plain FailedPrecondition, so the message is the
+// fallback.
+func isMaxDepth(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == v1.ErrorReason_ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED.String() {
+			return true
+		}
+	}
+	return st.Code() == codes.FailedPrecondition && strings.Contains(st.Message(), "max depth exceeded")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
+	"github.com/gatehouse-authz/gatehouse/internal/tokens"
 )
 
 // Authenticator verifies bearer tokens.
@@ -59,6 +60,14 @@ type Config struct {
 	// Default: nil, no decision log.
 	Decisions *DecisionLog
 
+	// Tokens issues Gatehouse's own tokens. Default: nil, which turns token
+	// exchange, introspection and the issuer's discovery off.
+	Tokens *tokens.Issuer
+
+	// Gateways may read every principal's auth version and follow the
+	// stream of changes. Default: none.
+	Gateways []string
+
 	// Audit serves GET /v1/audit. Required.
 	Audit audit.Log
 
@@ -72,6 +81,9 @@ type Config struct {
 }
 
 type api struct {
+	tokens   *tokens.Issuer
+	gateways []string
+
 	authLog   *rateLimitedLog
 	decisions *DecisionLog
 
@@ -93,6 +105,7 @@ func New(cfg Config) http.Handler {
 		authz: cfg.Authz, authn: cfg.Authn, ready: cfg.Ready, metrics: cfg.Metrics,
 		logger: cfg.Logger, maxBody: cfg.MaxBodyBytes,
 		audit: cfg.Audit, platformAuditors: cfg.PlatformAuditors, trustedProxies: cfg.TrustedProxies,
+		tokens: cfg.Tokens, gateways: cfg.Gateways,
 	}
 	if a.logger == nil {
 		a.logger = slog.Default()
@@ -122,6 +135,15 @@ func New(cfg Config) http.Handler {
 	mux.Handle("POST /v1/lookup/resources", a.authenticated(a.lookupResources))
 	mux.Handle("POST /v1/lookup/subjects", a.authenticated(a.lookupSubjects))
 	mux.Handle("GET /v1/audit", a.authenticated(a.listAudit))
+	mux.Handle("GET /v1/principals/{principal}/auth-version", a.authenticated(a.authVersion))
+	mux.Handle("POST /v1/principals/{principal}/revoke-sessions", a.authenticated(a.revokeSessions))
+	mux.Handle("GET /v1/auth-versions/stream", a.authenticated(a.streamAuthVersions))
+	if a.tokens != nil {
+		mux.HandleFunc("POST /oauth2/token", a.exchangeToken)
+		mux.Handle("POST /oauth2/introspect", a.authenticated(a.introspect))
+		mux.HandleFunc("GET /.well-known/openid-configuration", a.discovery)
+		mux.HandleFunc("GET /.well-known/jwks.json", a.jwks)
+	}
 	for pattern, h := range cfg.Extra {
 		mux.Handle(pattern, h)
 	}

@@ -82,13 +82,22 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Princip
 			problem.Write(w, http.StatusBadRequest, "org must be an org, such as org:acme")
 			return
 		}
+		f.Chains = []string{org.String()}
 		if !auditor {
 			if err := a.authz.RequireManage(r.Context(), p.Ref, org); err != nil {
 				a.fail(w, r, err)
 				return
 			}
+			// An org id is free again once its org is deleted. Its
+			// managers see only the events of the org they manage: from
+			// its latest creation on, never a former tenant's.
+			created, err := a.latestCreation(r, org)
+			if err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			f.After = max(f.After, created-1)
 		}
-		f.Chains = []string{org.String()}
 	} else if !auditor {
 		problem.Write(w, http.StatusBadRequest, "org is required: only platform auditors may read every org's events")
 		return
@@ -112,4 +121,26 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Princip
 		resp.NextPageToken = strconv.FormatInt(events[len(events)-1].Position, 10)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// latestCreation returns the position of the latest applied creation event
+// of org in its chain, or 0 when there is none.
+func (a *api) latestCreation(r *http.Request, org object.Ref) (int64, error) {
+	var latest int64
+	f := audit.Filter{Chains: []string{org.String()}, Resource: org.String(), Action: "resource.create", Limit: 1000}
+	for {
+		events, err := a.audit.List(r.Context(), f)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range events {
+			if e.Outcome != "" {
+				latest = e.Position
+			}
+		}
+		if len(events) < f.Limit {
+			return latest, nil
+		}
+		f.After = events[len(events)-1].Position
+	}
 }

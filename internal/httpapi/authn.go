@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,10 @@ import (
 // tokenMessage is the one message every token failure gets, so that clients
 // cannot probe which check failed; the reason goes to the log.
 const tokenMessage = "the access token is missing, malformed, expired or not trusted"
+
+// staleMessage answers a Gatehouse token minted before its principal's
+// relationships or sessions changed.
+const staleMessage = "the token is stale because the principal's access changed after it was issued; exchange a new one"
 
 // authenticated runs next with the verified principal of the request's
 // bearer token in the context, or answers 401.
@@ -29,8 +34,14 @@ func (a *api) authenticated(next func(http.ResponseWriter, *http.Request, *authn
 		if err != nil {
 			a.metrics.AuthFailures.Inc()
 			a.authLog.Info(r.Context(), "token rejected", "request_id", RequestID(r.Context()), "reason", err.Error())
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+tokenMessage+`"`)
-			problem.Write(w, http.StatusUnauthorized, tokenMessage)
+			message := tokenMessage
+			if errors.Is(err, authn.ErrStaleToken) {
+				// Only a correctly signed Gatehouse token can be stale, so
+				// saying so tells a forger nothing.
+				message = staleMessage
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+message+`"`)
+			problem.Write(w, http.StatusUnauthorized, message)
 			return
 		}
 		r = r.WithContext(authn.ContextWithPrincipal(r.Context(), p))

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
@@ -31,17 +32,32 @@ func (a *api) caller(r *http.Request, p *authn.Principal, reason string) authz.C
 }
 
 // validReason reports whether reason is acceptable: at most MaxReasonLength
-// bytes of valid UTF-8 without control characters.
+// bytes of valid UTF-8 without control or bidirectional formatting
+// characters, which could disguise the text where it is shown.
 func validReason(reason string) bool {
 	if len(reason) > MaxReasonLength || !utf8.ValidString(reason) {
 		return false
 	}
 	for _, r := range reason {
-		if r < 0x20 || r == 0x7f {
+		if unsafeRune(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// unsafeRune reports whether r is a control character (C0, DEL or C1) or a
+// bidirectional formatting character.
+func unsafeRune(r rune) bool {
+	switch {
+	case unicode.IsControl(r):
+		return true
+	case r == 0x200e || r == 0x200f || r == 0x061c:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }
 
 // clientIP returns the address of the client. X-Forwarded-For is honoured
@@ -100,11 +116,12 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// printable returns s as valid UTF-8 without control characters, because
-// headers may carry any bytes and the audit log stores text.
+// printable returns s as valid UTF-8 without control or bidirectional
+// formatting characters, because headers may carry any bytes and the audit
+// log stores text that people read.
 func printable(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unsafeRune(r) {
 			return -1
 		}
 		return r

@@ -30,6 +30,10 @@ func problemFor(err error) problem.Details {
 		return problem.Details{Status: http.StatusConflict, Detail: clientMessage(err, authz.ErrConflict)}
 	case errors.Is(err, audit.ErrUnavailable):
 		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the audit log could not record the change, so it was not made; retry later"}
+	case errors.Is(err, authz.ErrVersionsUnavailable):
+		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "auth versions could not be raised, so the change was not made; retry later"}
+	case errors.Is(err, engine.ErrMaxDepth):
+		return problem.Details{Status: http.StatusConflict, Detail: "the question needs more nested steps than allowed, for example through a loop of group memberships"}
 	case errors.Is(err, engine.ErrUnavailable):
 		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the authorization engine did not answer in time; retry later"}
 	}

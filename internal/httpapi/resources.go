@@ -67,7 +67,7 @@ func (a *api) createResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 	}
 
 	if !validReason(body.Reason) {
-		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control or bidirectional formatting characters", MaxReasonLength))
 		return
 	}
 
@@ -136,7 +136,7 @@ func (a *api) setMember(w http.ResponseWriter, r *http.Request, p *authn.Princip
 	}
 
 	if !validReason(body.Reason) {
-		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control or bidirectional formatting characters", MaxReasonLength))
 		return
 	}
 
@@ -232,7 +232,7 @@ func (a *api) listMembers(w http.ResponseWriter, r *http.Request, p *authn.Princ
 func queryReason(w http.ResponseWriter, r *http.Request) (string, bool) {
 	reason := r.URL.Query().Get("reason")
 	if !validReason(reason) {
-		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control characters", MaxReasonLength))
+		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control or bidirectional formatting characters", MaxReasonLength))
 		return "", false
 	}
 	return reason, true

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
+	"github.com/gatehouse-authz/gatehouse/internal/authversion"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/config"
 	"github.com/gatehouse-authz/gatehouse/internal/devissuer"
@@ -24,6 +25,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/httpapi"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
+	"github.com/gatehouse-authz/gatehouse/internal/tokens"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
@@ -72,6 +74,14 @@ type Config struct {
 	// believed for client addresses. Default: none.
 	TrustedProxies []netip.Prefix
 
+	// Tokens configures Gatehouse's own tokens. An empty Issuer turns token
+	// exchange off, except with Dev, where it defaults to the server's URL.
+	Tokens config.Tokens
+
+	// Gateways may read every principal's auth version and follow the
+	// stream of changes. Default: none.
+	Gateways []string
+
 	// DecisionLogSampleRate is the share of check decisions (0 to 1) written
 	// to the decision log. Default: 0, no decision log.
 	DecisionLogSampleRate float64
@@ -93,6 +103,8 @@ type Server struct {
 	authz     *authz.Service
 	recorder  *audit.Recorder
 	decisions *httpapi.DecisionLog
+	versions  authversion.Store
+	tokens    *tokens.Issuer
 	datastore datastore.Datastore // nil for memory, which the engine owns
 	store     *store.Store        // nil for memory
 	listener  net.Listener
@@ -146,13 +158,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		extra["POST /dev/token"] = dev.TokenHandler()
 	}
 
-	verifier, err := authn.New(ctx, issuers, authn.Options{Logger: logger})
-	if err != nil {
+	if err := s.openStorage(ctx, cfg); err != nil {
 		ln.Close()
 		return nil, err
 	}
-
-	if err := s.openStorage(ctx, cfg); err != nil {
+	if err := s.openTokens(cfg); err != nil {
+		s.closeStorage()
+		ln.Close()
+		return nil, err
+	}
+	verifier, err := authn.New(ctx, issuers, authn.Options{Logger: logger, Local: s.localIssuers()})
+	if err != nil {
+		s.closeStorage()
 		ln.Close()
 		return nil, err
 	}
@@ -176,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		auditLog = audit.NewPostgres(s.store.Pool)
 	}
 	s.recorder = audit.NewRecorder(auditLog, logger)
-	s.authz = authz.New(eng, s.recorder, logger, cfg.Limits)
+	s.authz = authz.New(eng, s.recorder, s.versions, logger, cfg.Limits)
 
 	if cfg.DecisionLogSampleRate < 0 || cfg.DecisionLogSampleRate > 1 {
 		s.Close()
@@ -188,6 +205,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 	s.handler = httpapi.New(httpapi.Config{
 		Decisions:        s.decisions,
+		Tokens:           s.tokens,
+		Gateways:         cfg.Gateways,
 		Authz:            s.authz,
 		Audit:            auditLog,
 		PlatformAuditors: cfg.PlatformAuditors,
@@ -233,6 +252,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	if s.decisions != nil {
 		go s.decisions.Run(reconcileCtx)
+	}
+	if pg, ok := s.versions.(*authversion.Postgres); ok {
+		go pg.Run(reconcileCtx)
 	}
 	s.logger.Info("gatehouse serving", "url", s.url)
 
