@@ -1,0 +1,73 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/gatehouse-authz/gatehouse/internal/server"
+)
+
+// BenchmarkCheckHTTP measures POST /v1/check over loopback HTTP with real
+// token verification, on the in-memory datastore: the whole path an app
+// pays for, next to BenchmarkCheck in internal/engine, which measures
+// SpiceDB alone.
+func BenchmarkCheckHTTP(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{Listener: ln, Dev: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+
+	token, err := srv.DevIssuer().Mint("alice", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	post := func(path string, body any) int {
+		data, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL()+path, bytes.NewReader(data))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sink bytes.Buffer
+		_, _ = sink.ReadFrom(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, body := range []map[string]string{
+		{"resource": "org:bench"},
+		{"resource": "workspace:bw", "parent": "org:bench"},
+		{"resource": "project:bp", "parent": "workspace:bw"},
+		{"resource": "document:bd", "parent": "project:bp"},
+	} {
+		if status := post("/v1/resources", body); status != http.StatusCreated {
+			b.Fatalf("create %v: status %d", body, status)
+		}
+	}
+	check := map[string]string{"permission": "edit", "resource": "document:bd"}
+
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if status := post("/v1/check", check); status != http.StatusOK {
+				b.Fatalf("check: status %d", status)
+			}
+		}
+	})
+}
