@@ -103,8 +103,11 @@ func (m *Memory) Get(ctx context.Context, principal string) (int64, error) {
 	return Initial, nil
 }
 
+// Bump publishes while it holds the lock, so that subscribers see each
+// principal's versions in increasing order.
 func (m *Memory) Bump(ctx context.Context, principals []string) ([]Change, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	changes := make([]Change, 0, len(principals))
 	for _, p := range dedupe(principals) {
 		v, ok := m.versions[p]
@@ -114,7 +117,6 @@ func (m *Memory) Bump(ctx context.Context, principals []string) ([]Change, error
 		m.versions[p] = v + 1
 		changes = append(changes, Change{Principal: p, Version: v + 1})
 	}
-	m.mu.Unlock()
 	m.hub.publish(changes)
 	return changes, nil
 }

@@ -162,7 +162,7 @@ func newVersionsFixture(t *testing.T) *versionsFixture {
 // mint returns a token for principal at its current version.
 func (fx *versionsFixture) mint(t *testing.T, principal object.Ref) string {
 	t.Helper()
-	minted, err := fx.issuer.Mint(t.Context(), principal.String(), time.Time{})
+	minted, err := fx.issuer.Mint(t.Context(), principal.String(), time.Time{}, "")
 	if err != nil {
 		t.Fatalf("mint token for %s: %v", principal, err)
 	}
@@ -356,7 +356,7 @@ func TestWriteFailsBetweenBumps(t *testing.T) {
 	}
 
 	// The first bump already made alice's earlier token stale, although
-	// nothing changed: a spurious re-exchange, never extra access.
+	// nothing changed. That costs her a re-exchange but grants nothing.
 	if err := fx.checkToken(t, aliceToken, testAlice); !errors.Is(err, tokens.ErrStale) {
 		t.Errorf("alice's earlier token: %v, want ErrStale", err)
 	}
@@ -404,10 +404,10 @@ func TestBumpAfterWriteFails(t *testing.T) {
 		t.Errorf("alice's earlier token: %v, want ErrStale", err)
 	}
 
-	// NOTE: this is the residual window of withBumps: a token minted
-	// between the first bump and the write carries the raised version,
-	// and with the second bump lost it stays valid until it expires,
-	// although it predates the removal.
+	// NOTE: this is the residual window of withBumps. A token minted
+	// between the first bump and the write carries the raised version.
+	// With the second bump lost, it stays valid until it expires, although
+	// it predates the removal.
 	if err := fx.checkToken(t, during, testAlice); err != nil {
 		t.Errorf("token minted during the change: %v, want it still valid (the documented residual window)", err)
 	}

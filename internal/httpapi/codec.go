@@ -75,9 +75,13 @@ func describeDecodeError(err error, limit int64) (int, string) {
 	return http.StatusBadRequest, "request body is not valid JSON"
 }
 
+// writeJSON sends v as JSON. Responses are not cacheable unless the handler
+// set its own Cache-Control.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

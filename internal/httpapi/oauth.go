@@ -68,6 +68,14 @@ func (a *api) exchangeToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_target", "audience must be one of the configured audiences")
 		return
 	}
+	if form.Get("resource") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_target", "resource is not supported; name the audience instead")
+		return
+	}
+	if form.Get("scope") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "scope is not supported: Gatehouse tokens carry no scopes")
+		return
+	}
 
 	p, err := a.authn.Authenticate(r.Context(), form.Get("subject_token"))
 	if err != nil {
@@ -83,7 +91,7 @@ func (a *api) exchangeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	minted, err := a.tokens.Mint(r.Context(), p.Ref.String(), p.Expiry)
+	minted, err := a.tokens.Mint(r.Context(), p.Ref.String(), p.Expiry, form.Get("audience"))
 	if err != nil {
 		a.logger.WarnContext(r.Context(), "mint token", "request_id", RequestID(r.Context()), "principal", p.Ref.String(), "error", err)
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be issued; retry later")

@@ -91,9 +91,16 @@ func (a *api) streamAuthVersions(w http.ResponseWriter, r *http.Request, p *auth
 
 	heartbeat := time.NewTicker(sseHeartbeat)
 	defer heartbeat.Stop()
+	// The stream lives no longer than the token that opened it.
+	expired := time.NewTimer(time.Until(p.Expiry))
+	defer expired.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-expired.C:
+			fmt.Fprint(w, "event: reset\ndata: {\"reason\":\"token expired\"}\n\n")
+			_ = rc.Flush()
 			return
 		case <-heartbeat.C:
 			fmt.Fprint(w, ": heartbeat\n\n")

@@ -167,14 +167,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	verifier, err := authn.New(ctx, issuers, authn.Options{Logger: logger, Local: s.localIssuers()})
+	m := metrics.New()
+	verifier, err := authn.New(ctx, issuers, authn.Options{Logger: logger, Local: s.localIssuers(), Registerer: m.Registry})
 	if err != nil {
 		s.closeStorage()
 		ln.Close()
 		return nil, err
 	}
 
-	m := metrics.New()
 	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry, Datastore: s.datastore})
 	if err != nil {
 		s.closeStorage()

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,8 +98,17 @@ type Minted struct {
 
 // Mint signs a token for principal (such as "user:corp|alice") that
 // expires after the TTL or at notAfter, whichever comes first, and carries
-// the principal's current auth version.
-func (i *Issuer) Mint(ctx context.Context, principal string, notAfter time.Time) (Minted, error) {
+// the principal's current auth version. Its "aud" is audience alone when
+// given (it must be one of the configured audiences), otherwise every
+// configured audience.
+func (i *Issuer) Mint(ctx context.Context, principal string, notAfter time.Time, audience string) (Minted, error) {
+	audiences := i.audiences
+	if audience != "" {
+		if !slices.Contains(i.audiences, audience) {
+			return Minted{}, fmt.Errorf("audience %q is not configured", audience)
+		}
+		audiences = []string{audience}
+	}
 	key, err := i.keys.Active(ctx)
 	if err != nil {
 		return Minted{}, err
@@ -137,7 +147,7 @@ func (i *Issuer) Mint(ctx context.Context, principal string, notAfter time.Time)
 			IssuedAt: jwt.NewNumericDate(now),
 			ID:       jti,
 		},
-		Audience:    i.audiences,
+		Audience:    audiences,
 		ClientID:    principal,
 		AuthVersion: version,
 	}

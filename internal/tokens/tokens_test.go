@@ -55,7 +55,7 @@ func TestMintVerifyAndRotate(t *testing.T) {
 				t.Fatalf("NewIssuer: %v", err)
 			}
 
-			before, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{})
+			before, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{}, "")
 			if err != nil {
 				t.Fatalf("Mint: %v", err)
 			}
@@ -72,7 +72,7 @@ func TestMintVerifyAndRotate(t *testing.T) {
 			if _, err := keys.Rotate(t.Context()); err != nil {
 				t.Fatalf("Rotate: %v", err)
 			}
-			after, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{})
+			after, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{}, "")
 			if err != nil {
 				t.Fatalf("Mint after rotation: %v", err)
 			}
@@ -104,14 +104,14 @@ func TestMintCapsExpiryAtSubjectToken(t *testing.T) {
 		t.Fatalf("NewIssuer: %v", err)
 	}
 	notAfter := time.Now().Add(2 * time.Minute)
-	m, err := issuer.Mint(t.Context(), "user:corp|alice", notAfter)
+	m, err := issuer.Mint(t.Context(), "user:corp|alice", notAfter, "")
 	if err != nil {
 		t.Fatalf("Mint: %v", err)
 	}
 	if m.Expiry.After(notAfter) {
 		t.Errorf("expiry %s is after the subject token's %s", m.Expiry, notAfter)
 	}
-	if _, err := issuer.Mint(t.Context(), "user:corp|alice", time.Now().Add(-time.Second)); err == nil {
+	if _, err := issuer.Mint(t.Context(), "user:corp|alice", time.Now().Add(-time.Second), ""); err == nil {
 		t.Error("Mint accepted a subject token that has expired")
 	}
 }
@@ -122,7 +122,7 @@ func TestCheckVersionStale(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewIssuer: %v", err)
 	}
-	m, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{})
+	m, err := issuer.Mint(t.Context(), "user:corp|alice", time.Time{}, "")
 	if err != nil {
 		t.Fatalf("Mint: %v", err)
 	}

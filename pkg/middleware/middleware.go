@@ -3,14 +3,14 @@
 // Gatehouse issues its own short-lived access tokens by token exchange (RFC
 // 8693): JWTs of type "at+jwt" (RFC 9068) signed with ES256, whose "av"
 // claim is the principal's auth version at the time of issue. A Verifier
-// checks these tokens locally against the key set that Gatehouse publishes,
-// and rejects a token as stale once the principal's auth version has risen
-// above its "av", which happens whenever the principal's relationships
-// change or its sessions are revoked.
+// checks these tokens locally against the key set that Gatehouse publishes.
+// It rejects a token as stale once the principal's auth version has risen
+// above its "av". Gatehouse raises the version whenever the principal's
+// relationships change or its sessions are revoked.
 //
 // Verifier.Handler puts the verified Principal in the request context, and
-// RequirePermission asks Gatehouse whether that principal holds a
-// permission on the resource a request names.
+// RequirePermission checks with Gatehouse whether that principal has a
+// permission on the resource that a request names.
 //
 // The package accepts only Gatehouse's own tokens. Tokens of the identity
 // provider must first be exchanged at Gatehouse's /oauth2/token endpoint.
@@ -40,7 +40,8 @@ type Config struct {
 	// GatehouseURL is Gatehouse's issuer URL, such as
 	// "https://gatehouse.example.com". It must equal the "iss" claim of
 	// the tokens and the "issuer" of the discovery document exactly, with
-	// no trailing slash added or removed. Required.
+	// no trailing slash added or removed. It is also the base URL of the
+	// auth version requests. Required.
 	GatehouseURL string
 
 	// Audience is the value that the "aud" claim must contain. Default:
@@ -215,6 +216,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 
 	// RemoteKeySet caches the keys and fetches them again when a token
 	// names an unknown kid or fails to verify with the cached keys.
+	// NOTE: so every forged token that passes checkHeader costs one JWKS
+	// request to Gatehouse. go-oidc v3.21.0 merges concurrent fetches but
+	// does not rate-limit them.
 	keySet := oidc.NewRemoteKeySet(clientCtx, metadata.JWKSURI)
 	v.oidc = oidc.NewVerifier(v.issuer, keySet, &oidc.Config{
 		ClientID:             v.audience,

@@ -17,9 +17,9 @@ const (
 )
 
 // RequirePermission returns middleware that calls next only when Gatehouse
-// answers a definite yes to POST /v1/check: whether the request's
-// principal has permission (such as "edit") on the resource that resource
-// returns for the request (such as "document:d1").
+// returns a definite yes to POST /v1/check. The check asks whether the
+// request's principal has permission (such as "edit") on the resource that
+// resource returns for the request (such as "document:d1").
 //
 // It must run behind Verifier.Handler, which stores the principal. c asks
 // the check, so its token must identify a principal that may ask about
@@ -73,9 +73,9 @@ func RequirePermission(c *client.Client, permission string, resource func(*http.
 	}
 }
 
-// isDenyingError reports whether err is Gatehouse's answer that the check
-// cannot be asked: invalid (400), forbidden (403) or not found (404).
-// Such a check would be just as unanswerable if retried.
+// isDenyingError reports whether err is Gatehouse's response that the
+// check cannot be asked: invalid (400), forbidden (403) or not found
+// (404). A retry of such a check would fail the same way.
 func isDenyingError(err error) bool {
 	var e *client.Error
 	if !errors.As(err, &e) {

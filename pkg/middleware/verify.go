@@ -28,12 +28,15 @@ var forbiddenHeaders = []string{"crit", "jku", "x5u", "jwk", "x5c"}
 // ErrStale or ErrUnavailable. ctx bounds the auth version read that a
 // principal not in the cache needs.
 //
-// Verify checks, in order: the JWS header (alg ES256, typ at+jwt, a kid, no
-// key-carrying parameters), the signature against Gatehouse's published
-// keys, "iss" equal to GatehouseURL, "aud" containing Audience, "exp" after
-// the current time, "sub" naming a user or a service, an integer "av", and
-// last that "av" is not below the principal's current auth version. It
-// does not check scopes or any permission; see RequirePermission.
+// Verify checks, in this order:
+//   - the JWS header: alg ES256, typ at+jwt, a kid, no key-carrying parameters;
+//   - the signature, against the keys that Gatehouse publishes;
+//   - "iss" equal to GatehouseURL, "aud" containing Audience, and "exp"
+//     after the current time;
+//   - "sub" naming a user or a service, and a positive integer "av";
+//   - last, "av" not below the principal's current auth version.
+//
+// It does not check scopes or any permission. RequirePermission does that.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err := checkHeader(raw); err != nil {
 		return Principal{}, invalid(err)
@@ -123,8 +126,9 @@ func checkHeader(raw string) error {
 	return nil
 }
 
-// isPrincipal reports whether sub has the form of a Gatehouse principal,
-// "user:<issuer>|<subject>" or "service:<issuer>|<subject>".
+// isPrincipal reports whether sub names a user or a service, such as
+// "user:corp|alice". It checks the type and a non-empty id, not the id's
+// syntax, which Gatehouse has already checked before signing.
 func isPrincipal(sub string) bool {
 	typ, id, ok := strings.Cut(sub, ":")
 	return ok && (typ == "user" || typ == "service") && id != ""
