@@ -80,6 +80,10 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	if err != nil {
 		return RoleChange{}, err
 	}
+	if before == role {
+		// Nothing changes: no write, no audit event, no stale tokens.
+		return RoleChange{Resource: resource, Subject: subject, Before: before, After: role}, nil
+	}
 
 	// Delete every other role and touch the new one in one write, so that
 	// concurrent changes still leave exactly one direct role.

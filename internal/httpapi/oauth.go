@@ -124,6 +124,12 @@ func (a *api) exchangeToken(w http.ResponseWriter, r *http.Request) {
 // expired, stale, signed by an unknown key or not Gatehouse's, is
 // {"active": false}.
 func (a *api) introspect(w http.ResponseWriter, r *http.Request, caller *authn.Principal) {
+	// RFC 7662, section 4: only protected resources, that is apps, may
+	// learn about other principals' tokens.
+	if caller.Ref.Type != "service" {
+		oauthError(w, http.StatusForbidden, "insufficient_scope", "only services may introspect tokens")
+		return
+	}
 	if !a.parseForm(w, r) {
 		return
 	}

@@ -47,7 +47,8 @@ type Issuer struct {
 	versions  authversion.Store
 	now       func() time.Time
 
-	mu          sync.Mutex
+	reload      sync.Mutex // held while reading keys from the store
+	mu          sync.Mutex // guards the fields below
 	public      map[string]*ecdsa.PublicKey
 	loadedAt    time.Time
 	lastRefresh time.Time
@@ -193,9 +194,11 @@ func (i *Issuer) KeySet() oidc.KeySet { return keySet{i} }
 type keySet struct{ i *Issuer }
 
 // keyRefresh bounds how often an unknown kid reloads the published keys,
-// and keyMaxAge how long loaded keys are trusted without a reload.
+// so that a flood of forged kids costs at most one store read per interval
+// while a key rotated on another instance is picked up almost at once.
+// keyMaxAge is how long loaded keys are trusted without a reload.
 const (
-	keyRefresh = 100 * time.Millisecond
+	keyRefresh = 10 * time.Millisecond
 	keyMaxAge  = 30 * time.Second
 )
 
@@ -231,18 +234,34 @@ func (i *Issuer) learn(key Key) {
 
 func (i *Issuer) publicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	now := i.now()
 	key, ok := i.public[kid]
-	stale := now.Sub(i.loadedAt) > keyMaxAge
-	if ok && !stale {
+	fresh := i.now().Sub(i.loadedAt) <= keyMaxAge
+	i.mu.Unlock()
+	if ok && fresh {
 		return key, nil
 	}
-	if !stale && now.Sub(i.lastRefresh) < keyRefresh {
+
+	// One reload at a time, outside i.mu, so that verifications of known
+	// keys never wait for the store.
+	i.reload.Lock()
+	defer i.reload.Unlock()
+	i.mu.Lock()
+	key, ok = i.public[kid]
+	fresh = i.now().Sub(i.loadedAt) <= keyMaxAge
+	recent := i.now().Sub(i.lastRefresh) < keyRefresh
+	i.mu.Unlock()
+	if ok && fresh {
+		return key, nil // another reload found it
+	}
+	if fresh && recent {
 		return nil, fmt.Errorf("no signing key with kid %q", kid)
 	}
-	i.lastRefresh = now
+
+	now := i.now()
 	keys, err := i.keys.Published(ctx, now.Add(-i.ttl))
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.lastRefresh = now
 	if err != nil {
 		if ok {
 			return key, nil // keep serving the known key while the store is down
