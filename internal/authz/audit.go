@@ -44,6 +44,8 @@ type auditedChange struct {
 	subject  object.Ref
 	before   map[string]string
 	after    map[string]string
+
+	breakGlass bool
 }
 
 // begin records c before it is made.
@@ -59,16 +61,17 @@ func (s *Service) beginIn(ctx context.Context, caller Caller, c auditedChange) (
 		chain = c.org.String()
 	}
 	e := audit.Entry{
-		Chain:     chain,
-		Actor:     audit.Actor{Principal: caller.Ref.String(), Issuer: caller.Issuer, TokenID: caller.TokenID},
-		Action:    c.action,
-		Resource:  c.resource.String(),
-		Before:    c.before,
-		After:     c.after,
-		Reason:    caller.Reason,
-		ClientIP:  caller.ClientIP,
-		UserAgent: caller.UserAgent,
-		RequestID: caller.RequestID,
+		Chain:      chain,
+		Actor:      audit.Actor{Principal: caller.Ref.String(), Issuer: caller.Issuer, TokenID: caller.TokenID},
+		Action:     c.action,
+		Resource:   c.resource.String(),
+		Before:     c.before,
+		After:      c.after,
+		Reason:     caller.Reason,
+		BreakGlass: c.breakGlass,
+		ClientIP:   caller.ClientIP,
+		UserAgent:  caller.UserAgent,
+		RequestID:  caller.RequestID,
 	}
 	if !c.subject.IsZero() {
 		e.Subject = c.subject.String()

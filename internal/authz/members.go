@@ -198,6 +198,11 @@ func (s *Service) ListMembers(ctx context.Context, caller, resource object.Ref, 
 		if !validRole(resource.Type, rel.GetRelation()) {
 			continue // the parent link, not a role
 		}
+		switch rel.GetSubject().GetObject().GetObjectType() {
+		case object.TypeUser, object.TypeService, object.TypeGroup:
+		default:
+			continue // a temporary grant or a share link, listed by their own endpoints
+		}
 		m := Member{
 			Subject: object.Ref{Type: rel.GetSubject().GetObject().GetObjectType(), ID: rel.GetSubject().GetObject().GetObjectId()},
 			Role:    rel.GetRelation(),

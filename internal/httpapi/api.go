@@ -17,6 +17,8 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/grants"
+	"github.com/gatehouse-authz/gatehouse/internal/links"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
 	"github.com/gatehouse-authz/gatehouse/internal/tokens"
@@ -68,6 +70,12 @@ type Config struct {
 	// stream of changes. Default: none.
 	Gateways []string
 
+	// Grants serves the temporary grant endpoints. Default: nil, none.
+	Grants *grants.Service
+
+	// Links serves the share link endpoints. Default: nil, none.
+	Links *links.Service
+
 	// Audit serves GET /v1/audit. Required.
 	Audit audit.Log
 
@@ -81,6 +89,8 @@ type Config struct {
 }
 
 type api struct {
+	grants   *grants.Service
+	links    *links.Service
 	tokens   *tokens.Issuer
 	gateways []string
 
@@ -106,6 +116,7 @@ func New(cfg Config) http.Handler {
 		logger: cfg.Logger, maxBody: cfg.MaxBodyBytes,
 		audit: cfg.Audit, platformAuditors: cfg.PlatformAuditors, trustedProxies: cfg.TrustedProxies,
 		tokens: cfg.Tokens, gateways: cfg.Gateways,
+		grants: cfg.Grants, links: cfg.Links,
 	}
 	if a.logger == nil {
 		a.logger = slog.Default()
@@ -143,6 +154,12 @@ func New(cfg Config) http.Handler {
 		mux.Handle("POST /oauth2/introspect", a.authenticated(a.introspect))
 		mux.HandleFunc("GET /.well-known/openid-configuration", a.discovery)
 		mux.HandleFunc("GET /.well-known/jwks.json", a.jwks)
+	}
+	if a.grants != nil {
+		a.registerGrantRoutes(mux)
+	}
+	if a.links != nil {
+		a.registerLinkRoutes(mux)
 	}
 	for pattern, h := range cfg.Extra {
 		mux.Handle(pattern, h)

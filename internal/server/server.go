@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
@@ -22,7 +23,9 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/config"
 	"github.com/gatehouse-authz/gatehouse/internal/devissuer"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/grants"
 	"github.com/gatehouse-authz/gatehouse/internal/httpapi"
+	"github.com/gatehouse-authz/gatehouse/internal/links"
 	"github.com/gatehouse-authz/gatehouse/internal/metrics"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
 	"github.com/gatehouse-authz/gatehouse/internal/tokens"
@@ -105,6 +108,8 @@ type Server struct {
 	decisions *httpapi.DecisionLog
 	versions  authversion.Store
 	tokens    *tokens.Issuer
+	grants    *grants.Service
+	links     *links.Service
 	datastore datastore.Datastore // nil for memory, which the engine owns
 	store     *store.Store        // nil for memory
 	listener  net.Listener
@@ -203,7 +208,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.decisions = httpapi.NewDecisionLog(logger.With("log", "decisions"), cfg.DecisionLogSampleRate, 4096, m.Registry)
 	}
 
+	if err := s.openGrants(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.openLinks(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+
 	s.handler = httpapi.New(httpapi.Config{
+		Grants:           s.grants,
+		Links:            s.links,
 		Decisions:        s.decisions,
 		Tokens:           s.tokens,
 		Gateways:         cfg.Gateways,
@@ -244,17 +260,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.listener) }()
-	reconcileDone := make(chan struct{})
-	reconcileCtx, stopReconcile := context.WithCancel(ctx)
-	go func() {
-		defer close(reconcileDone)
-		s.reconcileLoop(reconcileCtx)
-	}()
+	// Background loops live until shutdown begins; the engine and the
+	// database close only after every one of them has returned.
+	var background sync.WaitGroup
+	backgroundCtx, stopBackground := context.WithCancel(ctx)
+	loops := []func(context.Context){s.reconcileLoop, s.runGrants, s.runLinks}
 	if s.decisions != nil {
-		go s.decisions.Run(reconcileCtx)
+		loops = append(loops, s.decisions.Run)
 	}
 	if pg, ok := s.versions.(*authversion.Postgres); ok {
-		go pg.Run(reconcileCtx)
+		loops = append(loops, pg.Run)
+	}
+	for _, loop := range loops {
+		background.Go(func() { loop(backgroundCtx) })
 	}
 	s.logger.Info("gatehouse serving", "url", s.url)
 
@@ -264,8 +282,8 @@ func (s *Server) Run(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 
-	stopReconcile()
-	<-reconcileDone
+	stopBackground()
+	background.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

