@@ -118,11 +118,7 @@ type memberResponse struct {
 }
 
 func (a *api) setMember(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
-	resource, ok := pathResource(w, r)
-	if !ok {
-		return
-	}
-	subject, ok := pathSubject(w, r)
+	resource, subject, ok := pathMember(w, r)
 	if !ok {
 		return
 	}
@@ -152,11 +148,7 @@ func (a *api) setMember(w http.ResponseWriter, r *http.Request, p *authn.Princip
 }
 
 func (a *api) getMember(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
-	resource, ok := pathResource(w, r)
-	if !ok {
-		return
-	}
-	subject, ok := pathSubject(w, r)
+	resource, subject, ok := pathMember(w, r)
 	if !ok {
 		return
 	}
@@ -169,11 +161,7 @@ func (a *api) getMember(w http.ResponseWriter, r *http.Request, p *authn.Princip
 }
 
 func (a *api) removeMember(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
-	resource, ok := pathResource(w, r)
-	if !ok {
-		return
-	}
-	subject, ok := pathSubject(w, r)
+	resource, subject, ok := pathMember(w, r)
 	if !ok {
 		return
 	}
@@ -246,6 +234,16 @@ func pathResource(w http.ResponseWriter, r *http.Request) (object.Ref, bool) {
 		return object.Ref{}, false
 	}
 	return ref, true
+}
+
+// pathMember parses the {type}, {id} and {subject} path values.
+func pathMember(w http.ResponseWriter, r *http.Request) (object.Ref, object.Ref, bool) {
+	resource, ok := pathResource(w, r)
+	if !ok {
+		return object.Ref{}, object.Ref{}, false
+	}
+	subject, ok := pathSubject(w, r)
+	return resource, subject, ok
 }
 
 // pathSubject parses the {subject} path value.
