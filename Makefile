@@ -15,9 +15,14 @@ build:
 run:
 	$(GO) run ./cmd/gatehouse serve --dev --http-addr $(HTTP_ADDR)
 
-## test: vet and run every test, including the end-to-end tests in integration/
+## test: vet and run every test, including the end-to-end tests in integration/;
+## with GATEHOUSE_TEST_DATABASE_URL set, the end-to-end suite runs again on PostgreSQL
 test: vet
 	$(GO) test -count=1 -race -timeout 20m ./...
+	@if [ -n "$$GATEHOUSE_TEST_DATABASE_URL" ]; then \
+		echo "--- integration suite again, on PostgreSQL"; \
+		GATEHOUSE_TEST_DATASTORE=postgres $(GO) test -count=1 -timeout 20m ./integration/; \
+	fi
 
 test-short:
 	$(GO) test -count=1 -short ./...

@@ -13,14 +13,22 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/config"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
+
+// datastoreEnv selects the datastore of startGatehouse: "postgres" runs the
+// whole suite against PostgreSQL (the Makefile's test target does so when a
+// test server is configured); anything else runs it in memory.
+const datastoreEnv = "GATEHOUSE_TEST_DATASTORE"
 
 // problemContentType is the media type of every error response (RFC 9457).
 const problemContentType = "application/problem+json"
@@ -44,12 +52,18 @@ func startGatehouse(t *testing.T, extraIssuers ...config.Issuer) *gatehouse {
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		Listener: ln,
 		Dev:      true,
 		Issuers:  extraIssuers,
 		Logger:   slog.New(slog.DiscardHandler),
-	})
+	}
+	if os.Getenv(datastoreEnv) == server.DatastorePostgres {
+		cfg.Datastore = server.DatastorePostgres
+		cfg.Postgres = engine.PostgresConfig{URL: pgtest.NewDatabase(t)}
+		cfg.Migrate = true
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatalf("server.New: %v", err)
