@@ -63,6 +63,17 @@ func (h *hub) subscribe() (<-chan Change, func()) {
 	}
 }
 
+// resetAll closes every subscriber's channel, telling each that it may have
+// missed changes and must read versions afresh.
+func (h *hub) resetAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
 func (h *hub) publish(changes []Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

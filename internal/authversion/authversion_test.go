@@ -30,6 +30,13 @@ func stores() []storeCase {
 // second one on the same database, as another instance would have.
 func openPostgres(t *testing.T) (*authversion.Postgres, *authversion.Postgres) {
 	t.Helper()
+	a, b, _ := openPostgresURL(t)
+	return a, b
+}
+
+// openPostgresURL is openPostgres that also returns the database URL.
+func openPostgresURL(t *testing.T) (*authversion.Postgres, *authversion.Postgres, string) {
+	t.Helper()
 	url := pgtest.NewDatabase(t)
 	logger := slog.New(slog.DiscardHandler)
 	if err := store.Migrate(t.Context(), store.Config{URL: url}, logger); err != nil {
@@ -48,7 +55,7 @@ func openPostgres(t *testing.T) (*authversion.Postgres, *authversion.Postgres) {
 		waitFor(t, pg.Listening)
 		return pg
 	}
-	return open(), open()
+	return open(), open(), url
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -161,4 +168,31 @@ func TestPostgresReadsDatabaseWithoutListener(t *testing.T) {
 			t.Errorf("version seen by another instance = %d, want %d", got, want)
 		}
 	}
+}
+
+func TestPostgresListenerLossResetsSubscribers(t *testing.T) {
+	a, _, url := openPostgresURL(t)
+	changes, stop := a.Subscribe()
+	defer stop()
+
+	// Kill the listeners of this test's database from the server side.
+	st, err := store.Open(t.Context(), store.Config{URL: url})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	defer st.Close()
+	_, err = st.Pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN `+authversion.Channel+`' AND datname = current_database()`)
+	if err != nil {
+		t.Fatalf("terminate listener: %v", err)
+	}
+
+	select {
+	case _, open := <-changes:
+		if open {
+			t.Fatal("received a change instead of a reset")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscriber was not reset within 5s of losing the listener")
+	}
+	waitFor(t, a.Listening)
 }

@@ -29,6 +29,7 @@ type Postgres struct {
 	listening atomic.Bool
 	mu        sync.RWMutex
 	cache     map[string]int64
+	epoch     uint64 // counts cache resets; guarded by mu
 }
 
 var _ Store = (*Postgres)(nil)
@@ -49,6 +50,13 @@ func (p *Postgres) Get(ctx context.Context, principal string) (int64, error) {
 		}
 	}
 
+	// A read that overlaps a cache reset may predate a change that the
+	// reset's missed notifications carried: cache it only if no reset
+	// happened since it began.
+	p.mu.RLock()
+	epoch := p.epoch
+	p.mu.RUnlock()
+
 	var v int64
 	err := p.pool.QueryRow(ctx, `SELECT version FROM auth_versions WHERE principal = $1`, principal).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -57,7 +65,7 @@ func (p *Postgres) Get(ctx context.Context, principal string) (int64, error) {
 		return 0, fmt.Errorf("read auth version: %w", err)
 	}
 	if p.listening.Load() {
-		p.remember(Change{Principal: principal, Version: v})
+		p.rememberSince(epoch, Change{Principal: principal, Version: v})
 	}
 	return v, nil
 }
@@ -68,6 +76,24 @@ func (p *Postgres) remember(c Change) {
 	if c.Version > p.cache[c.Principal] {
 		p.cache[c.Principal] = c.Version
 	}
+	p.mu.Unlock()
+}
+
+// rememberSince stores c like remember, unless the cache was reset after
+// epoch.
+func (p *Postgres) rememberSince(epoch uint64, c Change) {
+	p.mu.Lock()
+	if p.epoch == epoch && c.Version > p.cache[c.Principal] {
+		p.cache[c.Principal] = c.Version
+	}
+	p.mu.Unlock()
+}
+
+// resetCache empties the cache and starts a new epoch.
+func (p *Postgres) resetCache() {
+	p.mu.Lock()
+	p.cache = map[string]int64{}
+	p.epoch++
 	p.mu.Unlock()
 }
 
@@ -145,13 +171,23 @@ func (p *Postgres) Subscribe() (<-chan Change, func()) { return p.hub.subscribe(
 // Run listens for bumps from every instance until ctx ends, updating the
 // cache and the subscribers. After a lost connection it clears the cache,
 // because notifications may have been missed, and reconnects with backoff.
+//
+// Subscribers are reset too, whenever the listener goes down: changes made
+// on other instances meanwhile never reach them, so they must read the
+// versions they care about again.
 func (p *Postgres) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
 	for ctx.Err() == nil {
-		err := p.listen(ctx)
+		connected, err := p.listen(ctx)
 		p.listening.Store(false)
+		p.resetCache()
+		p.hub.resetAll()
 		if ctx.Err() != nil {
 			return
+		}
+		if connected {
+			backoff = minBackoff
 		}
 		p.logger.Warn("auth version listener stopped; reading versions from the database until it reconnects", "error", err, "retry_in", backoff)
 		select {
@@ -163,30 +199,30 @@ func (p *Postgres) Run(ctx context.Context) {
 	}
 }
 
-func (p *Postgres) listen(ctx context.Context) error {
+// listen follows notifications until an error; connected reports whether
+// it got as far as listening.
+func (p *Postgres) listen(ctx context.Context) (connected bool, err error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		// The connection returns to the pool: stop listening on it.
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN *")
 	}()
 
-	p.mu.Lock()
-	p.cache = map[string]int64{}
-	p.mu.Unlock()
+	p.resetCache()
 	p.listening.Store(true)
 	p.logger.Debug("auth version listener connected")
 
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		var changes []Change
 		if err := json.Unmarshal([]byte(n.Payload), &changes); err != nil {

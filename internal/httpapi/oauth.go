@@ -41,7 +41,7 @@ func (a *api) exchangeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form := r.PostForm
-	for _, name := range []string{"grant_type", "subject_token", "subject_token_type", "requested_token_type", "audience", "resource", "scope"} {
+	for _, name := range []string{"grant_type", "subject_token", "subject_token_type", "requested_token_type", "audience", "resource", "scope", "actor_token", "actor_token_type"} {
 		if len(form[name]) > 1 {
 			oauthError(w, http.StatusBadRequest, "invalid_request", name+" appears more than once")
 			return
@@ -60,7 +60,7 @@ func (a *api) exchangeToken(w http.ResponseWriter, r *http.Request) {
 	case form.Get("requested_token_type") != "" && form.Get("requested_token_type") != tokenTypeAccess:
 		oauthError(w, http.StatusBadRequest, "invalid_request", "requested_token_type must be "+tokenTypeAccess)
 		return
-	case form.Get("actor_token") != "":
+	case form.Has("actor_token") || form.Has("actor_token_type"):
 		oauthError(w, http.StatusBadRequest, "invalid_request", "actor_token is not supported")
 		return
 	}

@@ -103,6 +103,13 @@ func (a *api) streamAuthVersions(w http.ResponseWriter, r *http.Request, p *auth
 			_ = rc.Flush()
 			return
 		case <-heartbeat.C:
+			// The stream lives no longer than the caller's right to it: a
+			// revoked, stale or expired token ends it.
+			if raw, ok := bearerToken(r); !ok || !a.stillValid(r, raw) {
+				fmt.Fprint(w, "event: reset\ndata: {\"reason\":\"token no longer valid\"}\n\n")
+				_ = rc.Flush()
+				return
+			}
 			fmt.Fprint(w, ": heartbeat\n\n")
 		case c, ok := <-changes:
 			if !ok {
@@ -118,4 +125,10 @@ func (a *api) streamAuthVersions(w http.ResponseWriter, r *http.Request, p *auth
 			return
 		}
 	}
+}
+
+// stillValid reports whether raw still authenticates the caller of r.
+func (a *api) stillValid(r *http.Request, raw string) bool {
+	_, err := a.authn.Authenticate(r.Context(), raw)
+	return err == nil
 }
