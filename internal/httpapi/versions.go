@@ -59,6 +59,12 @@ func (a *api) revokeSessions(w http.ResponseWriter, r *http.Request, p *authn.Pr
 		a.fail(w, r, err)
 		return
 	}
+	if principal != p.Ref {
+		// The version counts changes in every org the principal belongs
+		// to, so only the principal itself learns it.
+		writeJSON(w, http.StatusOK, map[string]any{"principal": principal.String()})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"principal": principal.String(), "version": version})
 }
 
