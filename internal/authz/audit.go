@@ -8,14 +8,14 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
-// Caller is the principal that asks for a change, with what the audit log
+// Caller is the principal that requests a change, with what the audit log
 // records about the request.
 type Caller struct {
 	Ref     object.Ref
 	Issuer  string
 	TokenID string
 
-	// OnBehalfOf is the user a service acts for, when it says so.
+	// OnBehalfOf is the user a service acts for, when the request names one.
 	OnBehalfOf object.Ref
 
 	ClientIP  string

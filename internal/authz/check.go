@@ -12,7 +12,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
-// CheckRequest asks whether Subject has Permission on Resource.
+// CheckRequest names the subject, permission and resource of one check.
 type CheckRequest struct {
 	Subject     object.Ref
 	Permission  string
@@ -20,16 +20,16 @@ type CheckRequest struct {
 	Consistency engine.Consistency
 }
 
-// CheckResult is the answer to a CheckRequest. Allowed is true only for a
+// CheckResult is the outcome of a CheckRequest. Allowed is true only for a
 // definite yes.
 type CheckResult struct {
 	Allowed bool
 	Token   string
 }
 
-// Check answers req after making sure that caller may ask it: a principal
-// may always ask about itself, and about any other subject only with
-// inspect on the resource.
+// Check runs req after making sure that caller may make it: a principal may
+// always check itself, and any other subject only with inspect on the
+// resource.
 func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest) (CheckResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
 	defer cancel()
@@ -76,7 +76,7 @@ func validateCheck(req CheckRequest) error {
 	return nil
 }
 
-// BulkItem is the answer to one check of a bulk request: a result, or Err
+// BulkItem is the outcome of one check of a bulk request: a result, or Err
 // when that check was invalid, not permitted to the caller, or failed.
 type BulkItem struct {
 	Result CheckResult
@@ -159,7 +159,7 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 	return items, nil
 }
 
-// LookupResourcesRequest asks for the resources of ResourceType on which
+// LookupResourcesRequest requests the resources of ResourceType on which
 // Subject has Permission.
 type LookupResourcesRequest struct {
 	Subject      object.Ref
@@ -261,7 +261,7 @@ func (s *Service) inspectablePage(ctx context.Context, caller object.Ref, resour
 	return page, next, nil
 }
 
-// LookupSubjectsRequest asks for the subjects of SubjectType that have
+// LookupSubjectsRequest requests the subjects of SubjectType that have
 // Permission on Resource.
 type LookupSubjectsRequest struct {
 	Resource    object.Ref

@@ -26,10 +26,10 @@ var (
 	// decoded or names a revision that SpiceDB no longer keeps.
 	ErrInvalidConsistencyToken = errors.New("invalid consistency token")
 
-	// ErrUnavailable means SpiceDB or its datastore did not answer in time.
+	// ErrUnavailable means SpiceDB or its datastore did not respond in time.
 	ErrUnavailable = errors.New("authorization engine unavailable")
 
-	// ErrMaxDepth means answering needed more nested steps than SpiceDB
+	// ErrMaxDepth means the request needed more nested steps than SpiceDB
 	// allows, as a loop of group memberships would.
 	ErrMaxDepth = errors.New("maximum depth exceeded")
 )
@@ -37,7 +37,7 @@ var (
 // Consistency selects the snapshot that a read is evaluated at. The zero
 // value is full consistency: the read sees every write that has returned.
 type Consistency struct {
-	// Token asks for a snapshot at least as fresh as the one it names.
+	// Token requests a snapshot at least as fresh as the one it names.
 	Token string
 
 	// MinimizeLatency allows a cached, possibly stale snapshot (a few
@@ -56,7 +56,7 @@ func (c Consistency) proto() *v1.Consistency {
 	}
 }
 
-// CheckRequest asks whether Subject has Permission on Resource.
+// CheckRequest names the subject, permission and resource of one check.
 type CheckRequest struct {
 	Resource   object.Ref
 	Permission string
@@ -81,7 +81,7 @@ type Decision struct {
 	Token string
 }
 
-// Check answers req through the v1 API, which returns a consistency token
+// Check runs req through the v1 API, which returns a consistency token
 // and honours req.Consistency.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
 	resp, err := e.Permissions.CheckPermission(ctx, &v1.CheckPermissionRequest{
