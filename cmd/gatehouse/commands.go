@@ -150,6 +150,8 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 		Tokens:           file.Tokens,
 		Gateways:         file.Platform.Gateways,
 		PlatformAuditors: file.Platform.Auditors,
+		BreakGlass:       file.Platform.BreakGlass,
+		Grants:           file.Grants,
 		TrustedProxies:   file.TrustedProxyPrefixes(),
 		Dev:              opts.dev,
 		Logger:           logger,

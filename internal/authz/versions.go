@@ -69,10 +69,19 @@ func (s *Service) affected(ctx context.Context, subjects ...object.Ref) ([]strin
 		switch subject.Type {
 		case object.TypeUser, object.TypeService:
 			add(subject.String())
-		case object.TypeGroup:
+		case object.TypeGroup, object.TypeGrant, object.TypeLink:
+			// A group reaches its members, a temporary grant or a share
+			// link its holders, directly or through nested groups.
+			relation := "member"
+			if subject.Type != object.TypeGroup {
+				relation = "holder"
+			}
 			for _, t := range []string{object.TypeUser, object.TypeService} {
+				if subject.Type == object.TypeLink && t == object.TypeService {
+					continue // only users redeem links
+				}
 				ids, truncated, err := s.engine.LookupSubjects(ctx, engine.LookupSubjectsRequest{
-					Resource: subject, Permission: "member", SubjectType: t,
+					Resource: subject, Permission: relation, SubjectType: t,
 				}, maxAffectedPrincipals)
 				if err != nil {
 					return nil, err
@@ -114,7 +123,8 @@ func (s *Service) affectedByDelete(ctx context.Context, tree []object.Ref) ([]st
 			}
 			for _, rel := range rels {
 				subject := object.Ref{Type: rel.GetSubject().GetObject().GetObjectType(), ID: rel.GetSubject().GetObject().GetObjectId()}
-				if (subject.IsPrincipal() || subject.Type == object.TypeGroup) && !seen[subject] {
+				relevant := subject.IsPrincipal() || subject.Type == object.TypeGroup || subject.Type == object.TypeGrant || subject.Type == object.TypeLink
+				if relevant && !seen[subject] {
 					seen[subject] = true
 					subjects = append(subjects, subject)
 				}

@@ -45,6 +45,9 @@ type File struct {
 	// Tokens configures Gatehouse's own tokens, issued by token exchange.
 	Tokens Tokens `yaml:"tokens"`
 
+	// Grants bounds temporary grants.
+	Grants Grants `yaml:"grants"`
+
 	// TrustedProxies are the networks (CIDR, such as 10.0.0.0/8) of the
 	// reverse proxies in front of Gatehouse, whose X-Forwarded-For header
 	// is believed when the audit log records a client address. Default:
@@ -140,6 +143,10 @@ type Platform struct {
 	// stream of changes, to enforce token freshness in front of apps.
 	// Default: none.
 	Gateways []string `yaml:"gateways"`
+
+	// BreakGlass may grant themselves any role on any resource, for at
+	// most grants.breakglass_max_duration, without manage. Default: none.
+	BreakGlass []string `yaml:"breakglass"`
 }
 
 // Tokens configures the tokens Gatehouse issues by token exchange.
@@ -207,6 +214,7 @@ func (f *File) Validate() error {
 			report("platform.auditors["+strconv.Itoa(i)+"]", "%q must be a principal such as user:corp|alice", p)
 		}
 	}
+	f.validateGrants(report)
 	for i, p := range f.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			report("trusted_proxies["+strconv.Itoa(i)+"]", "%q is not a network in CIDR notation, such as 10.0.0.0/8", p)

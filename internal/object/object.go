@@ -27,6 +27,7 @@ const (
 	TypeDocument  = "document"
 	TypePlatform  = "platform"
 	TypeLink      = "link"
+	TypeGrant     = "grant"
 )
 
 // Patterns for object ids. Both are subsets of what SpiceDB accepts, so a

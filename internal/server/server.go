@@ -89,6 +89,13 @@ type Config struct {
 	// to the decision log. Default: 0, no decision log.
 	DecisionLogSampleRate float64
 
+	// Grants bounds temporary grants; see config.Grants for the defaults.
+	Grants config.Grants
+
+	// BreakGlass may grant themselves any role on any resource for a short
+	// time without manage. Default: none.
+	BreakGlass []string
+
 	// Migrate applies pending migrations at start-up. Without it, a
 	// database that lacks migrations stops start-up. Default: false.
 	Migrate bool

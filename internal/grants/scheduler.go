@@ -1,0 +1,236 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gatehouse-authz/gatehouse/internal/authz"
+)
+
+// Tick is the longest the scheduler waits between two rounds. It also wakes
+// at the next due not_before or expires_at, read after each round. So a
+// grant normally starts and ends within a few milliseconds of its time, and
+// at most one Tick late when it was created after that read or on another
+// instance.
+const Tick = time.Second
+
+// EndLead is how long before a grant's end the scheduler deletes its
+// relationships. SpiceDB v1.56.2 caches check results by datastore
+// revision, and an expiring relationship creates no new revision when it
+// expires, so a result cached just before the end could be served after it
+// until the next write. Deleting early makes access end at ExpiresAt at the
+// latest while the scheduler keeps up.
+//
+// NOTE: a scheduler more than EndLead late (an overloaded or stopped
+// instance) leaves that window open until it catches up; the relationship's
+// own expiration still denies every check that misses the cache.
+const EndLead = 250 * time.Millisecond
+
+// batchSize bounds the grants one round starts and ends.
+const batchSize = 100
+
+// sweepEvery is the time between sweeps for active grants whose resource
+// was deleted.
+const sweepEvery = time.Minute
+
+// Run starts and ends grants until ctx ends. With PostgreSQL, one instance
+// at a time does the work; the others skip that round.
+//
+// NOTE: ending grants on time matters beyond bookkeeping. SpiceDB v1.56.2
+// keys its dispatch cache by datastore revision only, so the result of a
+// check made before expires_at is returned again from the cache afterwards,
+// at the same revision, until some write creates a new one. The write that ends a
+// grant is such a write; until it commits, a warm cache can still allow.
+func (s *Service) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	lastSweep := s.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+
+		sweep := s.now().Sub(lastSweep) >= sweepEvery
+		if sweep {
+			lastSweep = s.now()
+		}
+		roundStart := s.now()
+		var full bool
+		ran, err := s.store.Exclusively(ctx, func(ctx context.Context) error {
+			var err error
+			full, err = s.runOnce(ctx, sweep)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "grant scheduler failed; retrying", "error", err)
+		}
+
+		switch {
+		case full && err == nil:
+			// More grants are due than one round takes.
+			timer.Reset(0)
+		case !ran || err != nil:
+			timer.Reset(Tick)
+		default:
+			timer.Reset(s.untilNext(ctx, roundStart))
+		}
+	}
+}
+
+// untilNext returns how long to wait before the next round: until the next
+// due grant, and at most Tick. A grant that was due when the last round
+// began but is still pending (because its start or end failed) waits a
+// Tick, so that a failing grant cannot make the scheduler spin.
+func (s *Service) untilNext(ctx context.Context, roundStart time.Time) time.Duration {
+	next, ok, err := s.store.Next(ctx)
+	if err != nil || !ok || !next.After(roundStart) {
+		return Tick
+	}
+	return min(max(next.Sub(s.now()), 0), Tick)
+}
+
+// RunOnce starts the scheduled grants that are due, records the end of
+// active grants past their end and, with sweep, revokes active grants whose
+// resource no longer exists. It tries every grant and returns the errors
+// joined. It does not take the scheduler lock.
+func (s *Service) RunOnce(ctx context.Context, sweep bool) error {
+	_, err := s.runOnce(ctx, sweep)
+	return err
+}
+
+// runOnce is RunOnce that also reports whether it left due grants for the
+// next round because it handled a full batch.
+func (s *Service) runOnce(ctx context.Context, sweep bool) (full bool, err error) {
+	now := s.now()
+	starts, ends, err := s.store.Due(ctx, now, now.Add(EndLead), batchSize)
+	if err != nil {
+		return false, err
+	}
+	var errs []error
+	for _, g := range starts {
+		errs = append(errs, s.start(ctx, g))
+	}
+	for _, g := range ends {
+		errs = append(errs, s.expire(ctx, g))
+	}
+	if sweep {
+		errs = append(errs, s.sweep(ctx))
+	}
+	return len(starts) == batchSize || len(ends) == batchSize, errors.Join(errs...)
+}
+
+// start writes a due grant's relationships and marks it active.
+func (s *Service) start(ctx context.Context, g Grant) error {
+	if !g.ExpiresAt.After(s.now()) {
+		// The scheduler was down for the whole grant: it never starts.
+		return s.finish(ctx, g, ActionExpire, StateExpired)
+	}
+	change, err := s.authz.Begin(ctx, scheduler, stateChange(g, ActionStart, StateScheduled, StateActive))
+	if err != nil {
+		return err
+	}
+	moved, err := s.store.Transition(ctx, g.ID, []State{StateScheduled}, StateActive)
+	if err != nil || !moved {
+		change.Failed(ctx)
+		return err
+	}
+
+	token, err := s.apply(ctx, g, groupPrecondition(g))
+	switch {
+	case errors.Is(err, errPrecondition):
+		change.Failed(ctx)
+		g.State = StateActive
+		s.logger.InfoContext(ctx, "grant revoked: its resource or group was deleted before it started", "grant", g.ID, "resource", g.Resource.String())
+		_, err = s.end(ctx, scheduler, g, ActionRevoke, StateRevoked)
+		return err
+	case err != nil:
+		change.Failed(ctx)
+		if _, revertErr := s.store.Transition(context.WithoutCancel(ctx), g.ID, []State{StateActive}, StateScheduled); revertErr != nil {
+			s.logger.ErrorContext(ctx, "return grant to scheduled after a failed start", "grant", g.ID, "error", revertErr)
+		}
+		return err
+	}
+
+	// A revocation between the state change and the write deleted nothing
+	// yet, so delete what the write added.
+	if now, err := s.store.Get(ctx, g.ID); err == nil && now.State != StateActive {
+		if _, err := s.remove(ctx, g); err != nil {
+			s.logger.ErrorContext(ctx, "delete relationships of a grant revoked while it started", "grant", g.ID, "error", err)
+		}
+	}
+	change.Applied(ctx, token)
+	s.logger.InfoContext(ctx, "grant started", "grant", g.ID, "resource", g.Resource.String(), "subject", g.Subject.String(), "role", g.Role)
+	return nil
+}
+
+// expire records the end of an active grant past its end. SpiceDB stopped
+// honouring it at ExpiresAt already; this raises the auth versions and
+// deletes the expired relationships. A grant whose resource is gone is
+// revoked instead.
+func (s *Service) expire(ctx context.Context, g Grant) error {
+	exists, err := s.authz.Engine().Exists(ctx, g.Resource)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		_, err := s.end(ctx, scheduler, g, ActionRevoke, StateRevoked)
+		return err
+	}
+	_, err = s.end(ctx, scheduler, g, ActionExpire, StateExpired)
+	return err
+}
+
+// finish records that a scheduled grant ended without ever starting.
+func (s *Service) finish(ctx context.Context, g Grant, action string, to State) error {
+	change, err := s.authz.Begin(ctx, scheduler, stateChange(g, action, g.State, to))
+	if err != nil {
+		return err
+	}
+	moved, err := s.store.Transition(ctx, g.ID, []State{g.State}, to)
+	if err != nil || !moved {
+		change.Failed(ctx)
+		return err
+	}
+	change.Applied(ctx, "")
+	return nil
+}
+
+// sweep revokes active grants whose resource was deleted. Deleting a
+// resource deletes its relationships, so access ended already; this
+// records it.
+func (s *Service) sweep(ctx context.Context) error {
+	f := Filter{State: StateActive, Limit: 1000}
+	for {
+		page, err := s.store.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, g := range page {
+			exists, err := s.authz.Engine().Exists(ctx, g.Resource)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				if _, err := s.end(ctx, scheduler, g, ActionRevoke, StateRevoked); err != nil {
+					return err
+				}
+			}
+			f.After = g.ID
+		}
+		if len(page) < f.Limit {
+			return nil
+		}
+	}
+}
+
+func stateChange(g Grant, action string, from, to State) authz.Change {
+	return authz.Change{
+		Org: g.Org, Action: action, Resource: g.Resource, Subject: g.Subject,
+		Before:     map[string]string{"grant": g.ID, "role": g.Role, "state": string(from)},
+		After:      map[string]string{"grant": g.ID, "role": g.Role, "state": string(to)},
+		BreakGlass: g.BreakGlass,
+	}
+}
