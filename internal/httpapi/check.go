@@ -48,6 +48,11 @@ type checkItem struct {
 
 type checkRequest struct {
 	checkItem
+
+	// LinkToken, in place of Subject, checks as the share link whose
+	// secret it is, for an anonymous visitor who holds it.
+	LinkToken *string `json:"link_token"`
+
 	consistencyFields
 }
 
@@ -79,6 +84,14 @@ func parseCheck(item checkItem, caller object.Ref) (authz.CheckRequest, error) {
 func (a *api) check(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
 	var body checkRequest
 	if !a.decode(w, r, &body) {
+		return
+	}
+	if body.LinkToken != nil {
+		if body.Subject != "" || *body.LinkToken == "" {
+			problem.Write(w, http.StatusBadRequest, "give exactly one of subject and link_token, and link_token must not be empty")
+			return
+		}
+		a.checkLinkToken(w, r, p, body)
 		return
 	}
 	req, err := parseCheck(body.checkItem, p.Ref)
