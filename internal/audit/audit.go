@@ -39,6 +39,9 @@ const (
 	OutcomeReconciledApplied = "reconciled_applied"
 	// OutcomeReconciledAbsent means the same, with the change not in place.
 	OutcomeReconciledAbsent = "reconciled_absent"
+	// OutcomeReconciledUnknown means the same, for a change whose effect
+	// the reconciler cannot judge from the current state.
+	OutcomeReconciledUnknown = "reconciled_unknown"
 )
 
 // PlatformChain is the chain of entries that belong to no org.

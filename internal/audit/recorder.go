@@ -84,8 +84,12 @@ func (c *Change) settle(ctx context.Context, outcome, token string) {
 }
 
 // StateChecker reports whether the change that event e describes is in
-// place now.
+// place now. It returns ErrUnknownState for a change it cannot judge.
 type StateChecker func(ctx context.Context, e Entry) (bool, error)
+
+// ErrUnknownState is returned by a StateChecker for an event whose effect
+// the current state does not show.
+var ErrUnknownState = errors.New("state of change unknown")
 
 // Reconcile settles every event older than grace that has no outcome,
 // because the process stopped between the change and its outcome, by
@@ -99,11 +103,13 @@ func (r *Recorder) Reconcile(ctx context.Context, grace time.Duration, inPlace S
 	settled := 0
 	for _, e := range pending {
 		applied, err := inPlace(ctx, e)
-		if err != nil {
-			return settled, fmt.Errorf("check state of audit event %s: %w", e.ID, err)
-		}
 		outcome := OutcomeReconciledAbsent
-		if applied {
+		switch {
+		case errors.Is(err, ErrUnknownState):
+			outcome = OutcomeReconciledUnknown
+		case err != nil:
+			return settled, fmt.Errorf("check state of audit event %s: %w", e.ID, err)
+		case applied:
 			outcome = OutcomeReconciledApplied
 		}
 		_, err = r.log.Append(ctx, Entry{Chain: e.Chain, Kind: KindOutcome, EventID: e.ID, Outcome: outcome, Actor: Actor{Principal: "gatehouse"}})

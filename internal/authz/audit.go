@@ -104,7 +104,7 @@ func roleState(role string) map[string]string {
 func (s *Service) InPlace(ctx context.Context, e audit.Entry) (bool, error) {
 	resource, err := object.ParseResource(e.Resource)
 	if err != nil {
-		return false, nil
+		return false, audit.ErrUnknownState
 	}
 	switch e.Action {
 	case ActionResourceCreate:
@@ -123,7 +123,9 @@ func (s *Service) InPlace(ctx context.Context, e audit.Entry) (bool, error) {
 		}
 		return role == e.After["role"], nil
 	}
-	return false, nil
+	// Grants, links, exchanges and revocations leave no state that shows
+	// whether they happened.
+	return false, audit.ErrUnknownState
 }
 
 func count(n int) string { return strconv.Itoa(n) }
