@@ -501,3 +501,27 @@ func TestGrantMakesTokensStale(t *testing.T) {
 		}
 	})
 }
+
+// A grant scheduled on a resource that is deleted and then created again,
+// by anyone in any org, never reaches the new resource.
+func TestGrantNeverReachesRecreatedResource(t *testing.T) {
+	grForEachDatastore(t, func(t *testing.T, g *gatehouse) {
+		mallory, alice := g.user(t, "mallory"), g.user(t, "alice")
+		mallory.create(t, "org:victimco", "")
+		created := mallory.grant(t, map[string]any{
+			"resource": "org:victimco", "subject": mallory.ref, "role": "admin",
+			"not_before": time.Now().Add(1500 * time.Millisecond).Format(time.RFC3339Nano), "duration": "1h",
+		})
+		if created.State != "scheduled" {
+			t.Fatalf("state %q, want scheduled", created.State)
+		}
+		wantStatus(t, mallory.do(t, http.MethodDelete, "/v1/resources/org/victimco", nil), http.StatusNoContent)
+		alice.create(t, "org:victimco", "")
+
+		time.Sleep(3 * time.Second)
+		if mallory.allowed(t, "", "view", "org:victimco") {
+			t.Fatal("a grant made on the deleted org gives access to the new org of the same id")
+		}
+		grWaitState(t, mallory, created.ID, "revoked", 3*time.Second)
+	})
+}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
@@ -65,4 +66,32 @@ func (s *Service) Begin(ctx context.Context, caller Caller, c Change) (*audit.Ch
 		org: c.Org, action: c.Action, resource: c.Resource, subject: c.Subject,
 		before: c.Before, after: c.After, breakGlass: c.BreakGlass,
 	})
+}
+
+// CreatedAt returns when the current incarnation of resource was created,
+// from its latest applied resource.create audit event, or the zero time
+// when the resource has none (it does not exist, or its creation was never
+// recorded as applied).
+func (s *Service) CreatedAt(ctx context.Context, resource object.Ref) (time.Time, error) {
+	exists, err := s.engine.Exists(ctx, resource)
+	if err != nil || !exists {
+		return time.Time{}, err
+	}
+	var created time.Time
+	f := audit.Filter{Resource: resource.String(), Action: ActionResourceCreate, Limit: 1000}
+	for {
+		events, err := s.recorder.Log().List(ctx, f)
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, e := range events {
+			if e.Outcome == audit.OutcomeApplied || e.Outcome == audit.OutcomeReconciledApplied || e.Outcome == "" {
+				created = e.Time
+			}
+		}
+		if len(events) < f.Limit {
+			return created, nil
+		}
+		f.After = events[len(events)-1].Position
+	}
 }

@@ -49,6 +49,11 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	if role == "app" && subject.Type != object.TypeService {
 		return RoleChange{}, invalid("only a service can hold the app role")
 	}
+	if resource.Type == object.TypeOrg && role == "owner" && subject.Type == object.TypeGroup {
+		// Org admins manage groups, so a group of owners would let any
+		// admin make itself an owner.
+		return RoleChange{}, invalid("org owners must be users or services, not groups")
+	}
 	if subject == resource {
 		return RoleChange{}, invalid("a group cannot be a member of itself")
 	}

@@ -128,6 +128,18 @@ func (s *Service) start(ctx context.Context, g Grant) error {
 		// The scheduler was down for the whole grant: it never starts.
 		return s.finish(ctx, g, ActionExpire, StateExpired)
 	}
+	// Resource ids are free again once deleted: a resource created after
+	// the grant is another resource, which the grant must never reach.
+	created, err := s.authz.CreatedAt(ctx, g.Resource)
+	if err != nil {
+		return err
+	}
+	if created.IsZero() || created.After(g.CreatedAt) {
+		s.logger.InfoContext(ctx, "grant revoked: its resource was deleted (and perhaps created again) before it started",
+			"grant", g.ID, "resource", g.Resource.String())
+		return s.finish(ctx, g, ActionRevoke, StateRevoked)
+	}
+
 	change, err := s.authz.Begin(ctx, scheduler, stateChange(g, ActionStart, StateScheduled, StateActive))
 	if err != nil {
 		return err

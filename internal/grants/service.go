@@ -134,6 +134,9 @@ func (s *Service) Create(ctx context.Context, c authz.Caller, req CreateRequest)
 
 // validate checks req without reading any state and returns the grant it
 // describes.
+// MaxScheduleAhead bounds how far in the future a grant may start.
+const MaxScheduleAhead = 365 * 24 * time.Hour
+
 func (s *Service) validate(c authz.Caller, req CreateRequest, now time.Time) (Grant, error) {
 	if !object.IsResourceType(req.Resource.Type) {
 		return Grant{}, invalid("resource %q is not an org, workspace, project, document or group", req.Resource)
@@ -157,6 +160,14 @@ func (s *Service) validate(c authz.Caller, req CreateRequest, now time.Time) (Gr
 	if !req.NotBefore.IsZero() {
 		start = req.NotBefore.UTC()
 	}
+	if start.After(now.Add(MaxScheduleAhead)) {
+		return Grant{}, invalid("not_before %s is more than %s ahead", start.Format(time.RFC3339), MaxScheduleAhead)
+	}
+	// A not_before in the past means now: the grant cannot start earlier,
+	// and a duration counts from the real start.
+	if start.Before(now) {
+		start = now
+	}
 	var end time.Time
 	switch {
 	case req.ExpiresAt.IsZero() && req.Duration == 0:
@@ -165,6 +176,8 @@ func (s *Service) validate(c authz.Caller, req CreateRequest, now time.Time) (Gr
 		return Grant{}, invalid("give expires_at or duration, not both")
 	case req.Duration < 0:
 		return Grant{}, invalid("duration %s must be positive", req.Duration)
+	case req.Duration > 0 && req.Duration < time.Second:
+		return Grant{}, invalid("duration %s must be at least 1s", req.Duration)
 	case req.Duration > 0:
 		end = start.Add(req.Duration)
 	default:
@@ -173,12 +186,8 @@ func (s *Service) validate(c authz.Caller, req CreateRequest, now time.Time) (Gr
 	if !end.After(now) {
 		return Grant{}, invalid("expires_at %s is not in the future", end.Format(time.RFC3339))
 	}
-	if !end.After(start) {
-		return Grant{}, invalid("expires_at %s must be after not_before %s", end.Format(time.RFC3339), start.Format(time.RFC3339))
-	}
-	// A not_before in the past means now: the grant cannot start earlier.
-	if start.Before(now) {
-		start = now
+	if end.Sub(start) < time.Second {
+		return Grant{}, invalid("expires_at %s must be at least 1s after not_before %s", end.Format(time.RFC3339), start.Format(time.RFC3339))
 	}
 
 	limit := s.config.maxDuration(req.Role)

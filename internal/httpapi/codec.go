@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"reflect"
@@ -82,6 +83,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if w.Header().Get("Cache-Control") == "" {
 		w.Header().Set("Cache-Control", "no-store")
 	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		// A value that cannot be encoded is a bug; answer it as one
+		// rather than with an empty body.
+		slog.Error("encode response", "error", err)
+		problem.Write(w, http.StatusInternalServerError, "internal error")
+		return
+	}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(data, '\n'))
 }

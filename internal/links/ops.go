@@ -235,6 +235,10 @@ func (s *Service) Revoke(ctx context.Context, caller authz.Caller, id string) er
 
 	if caller.Ref.String() != l.CreatedBy {
 		if err := s.authz.Require(ctx, caller.Ref, "share", l.Resource); err != nil {
+			if errors.Is(err, authz.ErrNotFound) {
+				// The resource's id would tell a stranger what the link is for.
+				return ErrLinkNotFound
+			}
 			return err
 		}
 	}
