@@ -546,7 +546,10 @@ func TestOwnerRules(t *testing.T) {
 	}{
 		{"admin makes owner", frank, http.MethodPut, memberPath("org:acme", bob.ref), map[string]string{"role": "owner"}, http.StatusForbidden},
 		{"admin makes self owner", frank, http.MethodPut, memberPath("org:acme", frank.ref), map[string]string{"role": "owner"}, http.StatusForbidden},
-		{"admin makes group owner", frank, http.MethodPut, memberPath("org:acme", "group:a-eng"), map[string]string{"role": "owner"}, http.StatusForbidden},
+		// Org owners are never groups: org admins manage groups, so a group
+		// of owners would let an admin add itself to it.
+		{"admin makes group owner", frank, http.MethodPut, memberPath("org:acme", "group:a-eng"), map[string]string{"role": "owner"}, http.StatusBadRequest},
+		{"owner makes group owner", alice, http.MethodPut, memberPath("org:acme", "group:a-eng"), map[string]string{"role": "owner"}, http.StatusBadRequest},
 		{"admin removes owner", frank, http.MethodDelete, memberPath("org:acme", alice.ref), nil, http.StatusForbidden},
 		{"admin demotes owner", frank, http.MethodPut, memberPath("org:acme", alice.ref), map[string]string{"role": "member"}, http.StatusForbidden},
 		{"admin deletes org", frank, http.MethodDelete, resourcePath("org:acme"), nil, http.StatusForbidden},
