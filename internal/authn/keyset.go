@@ -167,8 +167,11 @@ func (k *remoteKeySet) fetch(f *keyFetch) {
 		err = errors.New("key set contains no usable signing key")
 	}
 
-	// The cache and inflight change before done closes, so that a caller
-	// woken by done already reads the new keys and no running fetch.
+	// The counter, the cache and inflight change before done closes, so
+	// that a caller woken by done already sees all three.
+	if k.fetches != nil {
+		k.fetches.WithLabelValues(k.issuer, result).Inc()
+	}
 	k.mu.Lock()
 	if err == nil {
 		k.keys = keys
@@ -179,9 +182,6 @@ func (k *remoteKeySet) fetch(f *keyFetch) {
 	k.mu.Unlock()
 	close(f.done)
 
-	if k.fetches != nil {
-		k.fetches.WithLabelValues(k.issuer, result).Inc()
-	}
 	if err != nil {
 		k.logger.Warn("key set fetch failed, keeping the cached keys", slog.String("issuer", k.issuer),
 			slog.String("result", result), slog.Int("cached_keys", cachedCount),
