@@ -117,6 +117,13 @@ func (k *remoteKeySet) VerifySignature(ctx context.Context, rawToken string) ([]
 	}
 
 	keys, err := k.refresh(ctx)
+	if errors.Is(err, errKeyFetchThrottled) {
+		// A fetch may have completed since the cache was read above: try
+		// the keys it stored before giving up.
+		if payload, known, verr := verifyWithKeys(jws, keys, kid, alg); verr == nil || known {
+			return payload, verr
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("key id %q is not in the cached key set: %w", truncate(kid), err)
 	}
@@ -125,7 +132,8 @@ func (k *remoteKeySet) VerifySignature(ctx context.Context, rawToken string) ([]
 }
 
 // refresh fetches the key set unless a fetch started less than interval ago,
-// and returns the cached keys after it. A caller that arrives during a fetch
+// and returns the cached keys after it (also, with the error, when it skips
+// the fetch). A caller that arrives during a fetch
 // waits for that fetch instead of starting one.
 func (k *remoteKeySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
@@ -134,10 +142,11 @@ func (k *remoteKeySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 		now := k.now()
 		if !k.lastFetch.IsZero() && now.Sub(k.lastFetch) < k.interval {
 			next := k.lastFetch.Add(k.interval)
+			cached := k.keys
 			k.mu.Unlock()
 			k.logger.DebugContext(ctx, "key set fetch skipped", slog.String("issuer", k.issuer),
 				slog.Duration("min_interval", k.interval))
-			return nil, fmt.Errorf("%w, next at %s", errKeyFetchThrottled, next.UTC().Format(time.RFC3339))
+			return cached, fmt.Errorf("%w, next at %s", errKeyFetchThrottled, next.UTC().Format(time.RFC3339))
 		}
 		k.lastFetch = now
 		fetch = &keyFetch{done: make(chan struct{})}
