@@ -133,8 +133,8 @@ func (k *remoteKeySet) VerifySignature(ctx context.Context, rawToken string) ([]
 
 // refresh fetches the key set unless a fetch started less than interval ago,
 // and returns the cached keys after it (also, with the error, when it skips
-// the fetch). A caller that arrives during a fetch
-// waits for that fetch instead of starting one.
+// the fetch). A caller that arrives during a fetch waits for that fetch
+// instead of starting one.
 func (k *remoteKeySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
 	fetch := k.inflight
