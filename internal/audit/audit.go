@@ -1,9 +1,9 @@
 // Package audit keeps Gatehouse's tamper-evident record of every change.
 //
-// Each change is recorded in two steps around the write it describes: an
-// event entry (the intent: who, what, before → after, why, from where)
-// before the write, and an outcome entry (applied or failed, with the
-// consistency token) after it. An event without an outcome means the process
+// Each change is recorded in two steps around the write it describes. An
+// event entry (the intent: who, what, before → after, why, from where) comes
+// before the write. An outcome entry (applied or failed, with the
+// consistency token) comes after it. An event without an outcome means the process
 // stopped between the two; Reconcile settles those. Listing shows an event
 // once, joined with its outcome, and hides events whose write failed.
 //

@@ -177,7 +177,7 @@ func (k *remoteKeySet) fetch(f *keyFetch) {
 	}
 
 	// The counter, the cache and inflight change before done closes, so
-	// that a caller woken by done already sees all three.
+	// that a caller woken by done already reads all three.
 	if k.fetches != nil {
 		k.fetches.WithLabelValues(k.issuer, result).Inc()
 	}

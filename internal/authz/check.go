@@ -83,7 +83,7 @@ type BulkItem struct {
 	Err    error
 }
 
-// CheckBulk answers every request, all at one snapshot. Each item is
+// CheckBulk runs every request, all at one snapshot. Each item is
 // authorized on its own, exactly as Check would, and fails on its own.
 func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []CheckRequest, consistency engine.Consistency) ([]BulkItem, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.Timeout)
@@ -129,7 +129,7 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 		}
 	}
 
-	// Answer the rest in one call.
+	// Check the rest in one call.
 	var checks []engine.CheckRequest
 	var asked []int
 	for i, req := range reqs {
@@ -357,6 +357,6 @@ func decodeAfter(token string) (string, error) {
 	return string(after), nil
 }
 
-// IsUnavailable reports whether err means SpiceDB did not answer, so the
+// IsUnavailable reports whether err means SpiceDB did not respond, so the
 // request may be retried.
 func IsUnavailable(err error) bool { return errors.Is(err, engine.ErrUnavailable) }

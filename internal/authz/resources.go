@@ -192,38 +192,15 @@ func (s *Service) Delete(ctx context.Context, c Caller, resource object.Ref) (st
 }
 
 // descendants returns root followed by every object below it, parents
-// before children.
+// before children, or ErrConflict when there are more than the delete limit.
 func (s *Service) descendants(ctx context.Context, root object.Ref) ([]object.Ref, error) {
 	tree := []object.Ref{root}
 	for i := 0; i < len(tree); i++ {
-		parent := tree[i]
-		for _, childType := range object.ChildTypes(parent.Type) {
-			filter := &v1.RelationshipFilter{
-				ResourceType:     childType,
-				OptionalRelation: object.ParentRelation(childType),
-				OptionalSubjectFilter: &v1.SubjectFilter{
-					SubjectType:       parent.Type,
-					OptionalSubjectId: parent.ID,
-				},
-			}
-			var cursor *v1.Cursor
-			for {
-				rels, next, err := s.engine.Read(ctx, filter, 1000, cursor)
-				if err != nil {
-					return nil, err
-				}
-				for _, rel := range rels {
-					tree = append(tree, object.Ref{Type: childType, ID: rel.GetResource().GetObjectId()})
-				}
-				if len(tree) > s.limits.MaxDeleteObjects {
-					return nil, fmt.Errorf("%w: %s has more than %d descendants; delete some of them first", ErrConflict, root, s.limits.MaxDeleteObjects)
-				}
-				if next == nil {
-					break
-				}
-				cursor = next
-			}
+		children, err := s.children(ctx, tree[i], s.limits.MaxDeleteObjects-len(tree))
+		if err != nil {
+			return nil, err
 		}
+		tree = append(tree, children...)
 	}
 	return tree, nil
 }
@@ -250,7 +227,7 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 	}
 
 	for range deleteAttempts {
-		children, err := s.children(ctx, node)
+		children, err := s.children(ctx, node, s.limits.MaxDeleteObjects)
 		if err != nil {
 			return "", err
 		}
@@ -278,8 +255,9 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 	return "", fmt.Errorf("%w: resources keep being created under %s; retry the delete", ErrConflict, node)
 }
 
-// children returns the objects whose parent link names node.
-func (s *Service) children(ctx context.Context, node object.Ref) ([]object.Ref, error) {
+// children returns the objects whose parent link names node, or
+// ErrConflict when there are more than max of them.
+func (s *Service) children(ctx context.Context, node object.Ref, max int) ([]object.Ref, error) {
 	var children []object.Ref
 	for _, childType := range object.ChildTypes(node.Type) {
 		filter := &v1.RelationshipFilter{
@@ -295,6 +273,9 @@ func (s *Service) children(ctx context.Context, node object.Ref) ([]object.Ref, 
 			}
 			for _, rel := range rels {
 				children = append(children, object.Ref{Type: childType, ID: rel.GetResource().GetObjectId()})
+			}
+			if len(children) > max {
+				return nil, fmt.Errorf("%w: deleting %s would remove more than %d objects; delete some of its descendants first", ErrConflict, node, s.limits.MaxDeleteObjects)
 			}
 			if next == nil {
 				break

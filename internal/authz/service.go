@@ -1,6 +1,7 @@
 // Package authz implements Gatehouse's operations on the tenancy model:
-// creating and deleting resources, managing their members, and answering
-// checks and lookups, each after deciding whether the caller may ask.
+// creating and deleting resources, managing their members, and running
+// checks and lookups, each after deciding whether the caller may make the
+// request.
 //
 // Every decision here fails closed: only a definite "has permission" from
 // SpiceDB allows, and an error from SpiceDB is returned as an error, never
@@ -130,7 +131,7 @@ func invalid(format string, args ...any) error {
 }
 
 // allowed runs one fully consistent check and returns whether it allowed.
-// A conditional answer is a deny.
+// A conditional result is a deny.
 func (s *Service) allowed(ctx context.Context, subject object.Ref, permission string, resource object.Ref) (bool, error) {
 	d, err := s.engine.Check(ctx, engine.CheckRequest{Resource: resource, Permission: permission, Subject: subject})
 	if err != nil {

@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		server.WithOTel(*server.NewOTelConfigWithOptionsAndDefaults(server.WithPrometheusRegistry(registry))),
 		server.WithDispatchCacheConfig(server.CacheConfig{Name: "dispatch", Enabled: true, Metrics: true, MaxCost: cacheCost}),
 		server.WithClusterDispatchCacheConfig(server.CacheConfig{Name: "cluster_dispatch", Enabled: false}),
-		// SpiceDB reports usage to an outside host unless told not to;
+		// SpiceDB reports usage to an outside host unless configured not to;
 		// Gatehouse never reaches beyond the hosts its operator configures.
 		server.WithSilentlyDisableTelemetry(true),
 		server.WithTelemetryEndpoint(""),
@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Ready returns nil when the schema is written and the datastore answers.
+// Ready returns nil when the schema is written and the datastore responds.
 // ctx bounds the datastore probe.
 func (e *Engine) Ready(ctx context.Context) error {
 	if !e.schemaWritten.Load() {

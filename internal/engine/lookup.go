@@ -11,13 +11,13 @@ import (
 )
 
 // BulkResult is the outcome of one item of CheckBulk: a Decision, or Err
-// when SpiceDB could not answer that item.
+// when SpiceDB could not evaluate that item.
 type BulkResult struct {
 	Decision Decision
 	Err      error
 }
 
-// CheckBulk answers every request in one SpiceDB call, all at one snapshot
+// CheckBulk evaluates every request in one SpiceDB call, all at one snapshot
 // chosen by consistency; each request's own Consistency is ignored. The
 // results are in the order of reqs.
 func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency Consistency) ([]BulkResult, error) {
@@ -58,7 +58,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	return results, nil
 }
 
-// LookupResourcesRequest asks for the resources of ResourceType on which
+// LookupResourcesRequest requests the resources of ResourceType on which
 // Subject has Permission.
 type LookupResourcesRequest struct {
 	ResourceType    string
@@ -111,7 +111,7 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	}
 }
 
-// LookupSubjectsRequest asks for the subjects of SubjectType (with
+// LookupSubjectsRequest requests the subjects of SubjectType (with
 // SubjectRelation, such as a group's "member") that have Permission on
 // Resource.
 type LookupSubjectsRequest struct {

@@ -35,7 +35,7 @@ var (
 )
 
 // Consistency selects the snapshot that a read is evaluated at. The zero
-// value is full consistency: the read sees every write that has returned.
+// value is full consistency: the read reflects every write that has returned.
 type Consistency struct {
 	// Token requests a snapshot at least as fresh as the one it names.
 	Token string
@@ -103,7 +103,7 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	return d, nil
 }
 
-// CheckInProcess answers req with SpiceDB's in-process checker, always at
+// CheckInProcess evaluates req with SpiceDB's in-process checker, always at
 // the newest snapshot (full consistency), skipping gRPC. req.Consistency is
 // ignored. The returned Decision has no Token.
 func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision, error) {

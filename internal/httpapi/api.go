@@ -29,7 +29,7 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, rawToken string) (*authn.Principal, error)
 }
 
-// Readiness reports whether the service can answer requests.
+// Readiness reports whether the service can serve requests.
 type Readiness interface {
 	Ready(ctx context.Context) error
 }
@@ -167,7 +167,7 @@ func New(cfg Config) http.Handler {
 	return a.observe(problemsForUnrouted(mux))
 }
 
-// problemsForUnrouted answers requests that match no route with problem
+// problemsForUnrouted responds to requests that match no route with problem
 // details: 405 with an Allow header when the path exists for other methods
 // (RFC 9110, section 15.5.6), 404 otherwise.
 func problemsForUnrouted(mux *http.ServeMux) http.Handler {
@@ -178,7 +178,7 @@ func problemsForUnrouted(mux *http.ServeMux) http.Handler {
 			return
 		}
 		// The mux's own handler decides between 404 and 405; capture its
-		// answer and restate it as a problem.
+		// status and restate it as a problem.
 		capture := &headerCapture{header: http.Header{}, status: http.StatusOK}
 		h.ServeHTTP(capture, r)
 		if capture.status == http.StatusMethodNotAllowed {

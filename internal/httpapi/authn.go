@@ -13,12 +13,12 @@ import (
 // cannot probe which check failed; the reason goes to the log.
 const tokenMessage = "the access token is missing, malformed, expired or not trusted"
 
-// staleMessage answers a Gatehouse token minted before its principal's
+// staleMessage is the 401 message for a Gatehouse token minted before its principal's
 // relationships or sessions changed.
 const staleMessage = "the token is stale because the principal's access changed after it was issued; exchange a new one"
 
 // authenticated runs next with the verified principal of the request's
-// bearer token in the context, or answers 401.
+// bearer token in the context, or responds 401.
 func (a *api) authenticated(next func(http.ResponseWriter, *http.Request, *authn.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := bearerToken(r)
@@ -37,7 +37,7 @@ func (a *api) authenticated(next func(http.ResponseWriter, *http.Request, *authn
 			message := tokenMessage
 			if errors.Is(err, authn.ErrStaleToken) {
 				// Only a correctly signed Gatehouse token can be stale, so
-				// saying so tells a forger nothing.
+				// the message reveals nothing to a forger.
 				message = staleMessage
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+message+`"`)

@@ -13,14 +13,14 @@ import (
 )
 
 // consistencyFields are the optional fields that choose the snapshot a read
-// sees. By default every read is fully consistent.
+// is evaluated at. By default every read is fully consistent.
 type consistencyFields struct {
-	// ConsistencyToken asks for a snapshot at least as fresh as the write
+	// ConsistencyToken requests a snapshot at least as fresh as the write
 	// or read that returned it.
 	ConsistencyToken string `json:"consistency_token"`
 
 	// Consistency may be "full" (the default) or "minimize_latency", which
-	// allows an answer a few seconds stale.
+	// allows a result a few seconds stale.
 	Consistency string `json:"consistency"`
 }
 
@@ -131,8 +131,8 @@ type bulkRequest struct {
 	consistencyFields
 }
 
-// bulkResult is one answer of a bulk check: Allowed, or Error when that
-// check could not be answered (and so is a deny).
+// bulkResult is one result of a bulk check: Allowed, or Error when that
+// check could not be evaluated (and so is a deny).
 type bulkResult struct {
 	Allowed          bool             `json:"allowed"`
 	ConsistencyToken string           `json:"consistency_token,omitempty"`

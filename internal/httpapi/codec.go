@@ -85,8 +85,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
-		// A value that cannot be encoded is a bug; answer it as one
-		// rather than with an empty body.
+		// A value that cannot be encoded is a bug; report it as one
+		// rather than send an empty body.
 		slog.Error("encode response", "error", err)
 		problem.Write(w, http.StatusInternalServerError, "internal error")
 		return

@@ -14,7 +14,7 @@ import (
 )
 
 // problemFor maps an error from authz or engine to the response a client
-// sees. Messages of invalid requests and conflicts are shown, because they
+// receives. Messages of invalid requests and conflicts are shown, because they
 // describe the client's own input; internal errors are not.
 func problemFor(err error) problem.Details {
 	switch {
@@ -35,7 +35,7 @@ func problemFor(err error) problem.Details {
 	case errors.Is(err, engine.ErrMaxDepth):
 		return problem.Details{Status: http.StatusConflict, Detail: "the question needs more nested steps than allowed, for example through a loop of group memberships"}
 	case errors.Is(err, engine.ErrUnavailable):
-		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the authorization engine did not answer in time; retry later"}
+		return problem.Details{Status: http.StatusServiceUnavailable, Detail: "the authorization engine did not respond in time; retry later"}
 	}
 	return problem.Details{Status: http.StatusInternalServerError, Detail: "internal error"}
 }
@@ -56,7 +56,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	d := problemFor(err)
 	if d.Status == http.StatusInternalServerError && !a.isReady(r.Context()) {
 		// A failure while the datastore is down is an outage, not a bug:
-		// the client may retry, and no answer was given.
+		// the client may retry, and no decision was made.
 		d = problem.Details{Status: http.StatusServiceUnavailable, Detail: "the datastore is unavailable; retry later"}
 	}
 	if d.Status == http.StatusServiceUnavailable {

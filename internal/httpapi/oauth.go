@@ -162,7 +162,7 @@ func (a *api) introspect(w http.ResponseWriter, r *http.Request, caller *authn.P
 }
 
 // parseForm reads an application/x-www-form-urlencoded body of bounded
-// size; on failure it has answered with an OAuth error.
+// size; on failure it has written an OAuth error.
 func (a *api) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthRequestSize)
 	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {

@@ -14,9 +14,9 @@ const sweepBatch = 200
 // expiryLead how long before expires_at it ends them.
 //
 // SpiceDB v1.56.2 keys its dispatch cache by datastore revision, and an
-// expiring relationship creates no new revision when it expires, so a check
+// expiring relationship creates no new revision when it expires. So a check
 // that allowed before expires_at could be served again from the cache
-// afterwards until a write creates a new revision. Ending a link (a write)
+// afterwards, until a write creates a new revision. Ending a link (a write)
 // up to expiryLead early makes access end at expires_at at the latest while
 // the scheduler keeps up. Anonymous checks compare expires_at with the clock
 // themselves and end on time regardless.

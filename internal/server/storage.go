@@ -10,7 +10,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/store"
 )
 
-// openStorage connects to PostgreSQL when cfg asks for it, after applying
+// openStorage connects to PostgreSQL when cfg names it, after applying
 // or checking migrations. Memory needs nothing here: the engine creates it.
 func (s *Server) openStorage(ctx context.Context, cfg Config) error {
 	switch cfg.Datastore {
@@ -64,7 +64,7 @@ func (s *Server) closeStorage() {
 }
 
 // Ready reports whether SpiceDB and, with PostgreSQL, Gatehouse's own
-// tables answer. It backs /readyz and turns failures during an outage into
+// tables respond. It backs /readyz and turns failures during an outage into
 // 503 responses.
 func (s *Server) Ready(ctx context.Context) error {
 	if err := s.engine.Ready(ctx); err != nil {
