@@ -192,3 +192,8 @@ func (e *Engine) closeDatastore() error {
 	}
 	return e.ds.Close()
 }
+
+// Datastore returns the datastore SpiceDB runs on. Writing to it directly
+// bypasses the schema's validation; it is meant for bulk loading and for
+// serving the same data through a second SpiceDB, as the benchmark does.
+func (e *Engine) Datastore() datastore.Datastore { return e.ds }

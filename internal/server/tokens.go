@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authversion"
 	"github.com/gatehouse-authz/gatehouse/internal/config"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/tokens"
 )
 
@@ -66,3 +67,7 @@ func (s *Server) localIssuers() []authn.LocalIssuer {
 
 // Tokens returns the token issuer, or nil when token exchange is off.
 func (s *Server) Tokens() *tokens.Issuer { return s.tokens }
+
+// Engine returns the embedded SpiceDB, for tools that load data in bulk or
+// compare with raw SpiceDB on the same datastore.
+func (s *Server) Engine() *engine.Engine { return s.engine }
