@@ -44,6 +44,12 @@ type Config struct {
 	// DispatchCacheMaxCost bounds SpiceDB's dispatch cache, as bytes ("64MiB")
 	// or a share of memory ("10%"). Default: "64MiB".
 	DispatchCacheMaxCost string
+
+	// ResultCacheSize bounds the check result cache, in results. The cache
+	// keeps each result under the exact datastore revision it was evaluated
+	// at, so it never serves a result older than the consistency asked
+	// for. Negative turns it off. Default: DefaultResultCacheSize.
+	ResultCacheSize int
 }
 
 // Engine is a running in-process SpiceDB. It is safe for concurrent use.
@@ -52,6 +58,7 @@ type Engine struct {
 	Permissions v1.PermissionsServiceClient
 
 	embedded *embedded.Permissions
+	results  *resultCache // nil when off
 	schema   v1.SchemaServiceClient
 	ds       datastore.Datastore
 	ownsDS   bool
@@ -141,6 +148,16 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("write schema: %w", err)
 	}
 	e.schemaWritten.Store(true)
+
+	if size := cfg.ResultCacheSize; size >= 0 {
+		if size == 0 {
+			size = DefaultResultCacheSize
+		}
+		if e.results, err = newResultCache(ctx, e.ds, size, registry); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 
 	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: e.ds})
 	if err != nil {

@@ -134,29 +134,16 @@ func TestRejectedSchemaStopsStart(t *testing.T) {
 	}
 }
 
-// BenchmarkCheck compares the two check paths on the same datastore.
+// BenchmarkCheck compares the check paths on the same datastore: the v1
+// API with and without the result cache, and pkg/embedded.
 func BenchmarkCheck(b *testing.B) {
-	e := newEngine(b)
-	seed(b, e)
-	req := engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}
-
-	b.Run("api", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := e.Check(b.Context(), req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("in_process", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := e.CheckInProcess(b.Context(), req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	cached := startEngine(b, engine.Config{})
+	seed(b, cached)
+	uncached := startEngine(b, engine.Config{Datastore: cached.Datastore(), ResultCacheSize: -1})
+	benchmarkCheckPaths(b, cached, uncached)
 }
 
-// BenchmarkCheckPostgres compares the two check paths on PostgreSQL.
+// BenchmarkCheckPostgres compares the check paths on PostgreSQL.
 func BenchmarkCheckPostgres(b *testing.B) {
 	url := pgtest.NewDatabase(b)
 	if err := store.Migrate(b.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
@@ -167,26 +154,32 @@ func BenchmarkCheckPostgres(b *testing.B) {
 		b.Fatalf("open datastore: %v", err)
 	}
 	b.Cleanup(func() { ds.Close() })
-	e, err := engine.New(b.Context(), engine.Config{Schema: schema.Text, Datastore: ds, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatalf("start engine: %v", err)
-	}
-	b.Cleanup(func() { e.Close() })
-	seed(b, e)
-	req := engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}
+	cached := startEngine(b, engine.Config{Datastore: ds})
+	seed(b, cached)
+	uncached := startEngine(b, engine.Config{Datastore: ds, ResultCacheSize: -1})
+	benchmarkCheckPaths(b, cached, uncached)
+}
 
-	b.Run("api", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := e.Check(b.Context(), req); err != nil {
-				b.Fatal(err)
+func benchmarkCheckPaths(b *testing.B, cached, uncached *engine.Engine) {
+	req := engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}
+	for _, path := range []struct {
+		name  string
+		check func(context.Context, engine.CheckRequest) (engine.Decision, error)
+	}{
+		{"api_cached", cached.Check},
+		{"api", uncached.Check},
+		{"in_process", uncached.CheckInProcess},
+	} {
+		b.Run(path.name, func(b *testing.B) {
+			for b.Loop() {
+				d, err := path.check(b.Context(), req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !d.Allowed {
+					b.Fatal("check denied")
+				}
 			}
-		}
-	})
-	b.Run("in_process", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := e.CheckInProcess(b.Context(), req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 }

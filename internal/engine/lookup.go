@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/grpc/status"
@@ -17,10 +18,49 @@ type BulkResult struct {
 	Err      error
 }
 
-// CheckBulk evaluates every request in one SpiceDB call, all at one snapshot
-// chosen by consistency; each request's own Consistency is ignored. The
-// results are in the order of reqs.
+// CheckBulk evaluates every request, all at one snapshot chosen by
+// consistency; each request's own Consistency is ignored. The results are
+// in the order of reqs. Without a consistency token, results come from the
+// check result cache where it holds them for that snapshot, and SpiceDB
+// evaluates the rest, in one call, at exactly that snapshot.
 func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency Consistency) ([]BulkResult, error) {
+	if e.results == nil || consistency.Token != "" {
+		return e.checkBulkAPI(ctx, reqs, consistency.proto())
+	}
+	snap, err := e.results.current(ctx, consistency)
+	if err != nil {
+		return nil, fmt.Errorf("bulk check: %w", err)
+	}
+	results := make([]BulkResult, len(reqs))
+	var missed []CheckRequest
+	var index []int
+	for i, req := range reqs {
+		if d, ok := e.results.get(keyOf(snap.revision, req)); ok {
+			d.Token = snap.token
+			results[i].Decision = d
+			continue
+		}
+		missed = append(missed, req)
+		index = append(index, i)
+	}
+	if len(missed) == 0 {
+		return results, nil
+	}
+	exact := &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: &v1.ZedToken{Token: snap.token}}}
+	evaluated, err := e.checkBulkAPI(ctx, missed, exact)
+	if err != nil {
+		return nil, err
+	}
+	for n, r := range evaluated {
+		results[index[n]] = r
+		if r.Err == nil {
+			e.results.put(keyOf(snap.revision, missed[n]), r.Decision)
+		}
+	}
+	return results, nil
+}
+
+func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, consistency *v1.Consistency) ([]BulkResult, error) {
 	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
 	for i, r := range reqs {
 		items[i] = &v1.CheckBulkPermissionsRequestItem{
@@ -30,7 +70,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 		}
 	}
 	resp, err := e.Permissions.CheckBulkPermissions(ctx, &v1.CheckBulkPermissionsRequest{
-		Consistency: consistency.proto(),
+		Consistency: consistency,
 		Items:       items,
 	})
 	if err != nil {

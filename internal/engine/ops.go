@@ -82,10 +82,37 @@ type Decision struct {
 }
 
 // Check runs req through the v1 API, which returns a consistency token
-// and honours req.Consistency.
+// and honours req.Consistency. Without a consistency token, results come
+// from the check result cache when it holds one for the snapshot the
+// consistency selects; otherwise SpiceDB evaluates the check and the result
+// is cached under the revision SpiceDB read.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
+	if e.results == nil || req.Consistency.Token != "" {
+		return e.checkAPI(ctx, req, req.Consistency.proto())
+	}
+	snap, err := e.results.current(ctx, req.Consistency)
+	if err != nil {
+		return Decision{}, fmt.Errorf("check: %w", err)
+	}
+	if d, ok := e.results.get(keyOf(snap.revision, req)); ok {
+		d.Token = snap.token
+		return d, nil
+	}
+	d, err := e.checkAPI(ctx, req, req.Consistency.proto())
+	if err != nil {
+		return Decision{}, err
+	}
+	// SpiceDB read its own snapshot, at least as fresh as snap; the result
+	// belongs to that one.
+	if rev, err := e.results.revisionOf(d.Token); err == nil {
+		e.results.put(keyOf(rev, req), d)
+	}
+	return d, nil
+}
+
+func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, consistency *v1.Consistency) (Decision, error) {
 	resp, err := e.Permissions.CheckPermission(ctx, &v1.CheckPermissionRequest{
-		Consistency: req.Consistency.proto(),
+		Consistency: consistency,
 		Resource:    objectRef(req.Resource),
 		Permission:  req.Permission,
 		Subject:     subjectRef(req.Subject, req.SubjectRelation),
