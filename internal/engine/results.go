@@ -44,7 +44,7 @@ type resultKey struct {
 type resultCache struct {
 	ds       datastore.Datastore
 	results  *otter.Cache[resultKey, Decision]
-	lastRev  atomic.Pointer[revisionToken] // most recent revision's token
+	lastRev  atomic.Pointer[revisionToken] // token of the newest revision seen
 	lookups  *prometheus.CounterVec
 	uniqueID string
 }

@@ -85,7 +85,7 @@ func cacheLookups(tb testing.TB, reg *prometheus.Registry, result string) float6
 }
 
 // TestCheckCacheFollowsEveryWrite checks that cached results are served,
-// and never after a write on another instance has changed the answer.
+// and never after a write on another instance has changed the result.
 func TestCheckCacheFollowsEveryWrite(t *testing.T) {
 	for name, start := range map[string]func(testing.TB) instances{
 		"memory":   func(tb testing.TB) instances { return memoryInstances(tb, 0) },
