@@ -15,6 +15,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,13 @@ type Options struct {
 	// those. Default: none.
 	Local []LocalIssuer
 
+	// TokenCacheSize bounds the cache of verified tokens, in tokens. A
+	// token that passed every check is served from the cache until it
+	// expires, for at most five minutes, without checking its signature
+	// again. A local issuer's Check still runs on every request. Negative turns
+	// the cache off. Default: DefaultTokenCacheSize.
+	TokenCacheSize int
+
 	// Registerer receives the key set metrics (gatehouse_jwks_fetches_total).
 	// When it already holds a collector of that name, for example from an
 	// earlier Authenticator, that collector is reused. Default: nil, so no
@@ -74,6 +82,8 @@ type Options struct {
 // safe for concurrent use.
 type Authenticator struct {
 	verifiers map[string]*issuerVerifier // by exact "iss" value
+	cache     *tokenCache                // nil when off
+	now       func() time.Time
 }
 
 // New returns an Authenticator for issuers, which must pass
@@ -105,7 +115,15 @@ func New(ctx context.Context, issuers []config.Issuer, opts Options) (*Authentic
 		return nil, fmt.Errorf("authn: register metrics: %w", err)
 	}
 
-	a := &Authenticator{verifiers: make(map[string]*issuerVerifier, len(issuers)+len(opts.Local))}
+	a := &Authenticator{verifiers: make(map[string]*issuerVerifier, len(issuers)+len(opts.Local)), now: opts.Now}
+	if size := opts.TokenCacheSize; size >= 0 {
+		if size == 0 {
+			size = DefaultTokenCacheSize
+		}
+		if a.cache, err = newTokenCache(size); err != nil {
+			return nil, fmt.Errorf("authn: create token cache: %w", err)
+		}
+	}
 	for _, iss := range issuers {
 		iss = cloneIssuer(iss)
 		if !iss.MultiTenant() {
@@ -145,6 +163,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 	if len(rawToken) > MaxTokenSize {
 		return nil, invalid("token is %d bytes, max %d", len(rawToken), MaxTokenSize)
 	}
+	var key [sha256.Size]byte
+	if a.cache != nil {
+		key = sha256.Sum256([]byte(rawToken))
+		if vt, ok := a.cache.get(key, a.now()); ok {
+			return vt.verifier.finish(ctx, vt.principal, vt.claims)
+		}
+	}
+
 	rawHeader, payload, err := splitCompact(rawToken)
 	if err != nil {
 		return nil, invalid("%v", err)
@@ -193,12 +219,25 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 		return nil, v.invalid(err)
 	}
 
+	if a.cache != nil {
+		vt := &verifiedToken{verifier: v, principal: *p, until: token.Expiry}
+		if v.local != nil {
+			vt.claims = claims
+		}
+		a.cache.put(key, vt, a.now())
+	}
+	return v.finish(ctx, *p, claims)
+}
+
+// finish runs a local issuer's Check on a verified token and returns its
+// own copy of the principal.
+func (v *issuerVerifier) finish(ctx context.Context, p Principal, claims map[string]json.RawMessage) (*Principal, error) {
 	if v.local != nil && v.local.Check != nil {
-		if err := v.local.Check(ctx, token, p); err != nil {
+		if err := v.local.Check(ctx, claims, &p); err != nil {
 			return nil, v.invalid(err)
 		}
 	}
-	return p, nil
+	return &p, nil
 }
 
 // unverifiedIssuer reads "iss" from a payload whose signature has not been

@@ -47,7 +47,7 @@ type testIdP struct {
 	jwksHits      atomic.Int32
 }
 
-func newTestIdP(t *testing.T) *testIdP {
+func newTestIdP(t testing.TB) *testIdP {
 	t.Helper()
 	idp := &testIdP{key: rsaKey(t), kid: "key-1", algorithms: []string{"RS256", "RS512", "ES256", "HS256", "none"}}
 
@@ -119,14 +119,14 @@ func (idp *testIdP) claims(now time.Time) map[string]any {
 }
 
 // sign signs claims with the issuer's key and RS256.
-func (idp *testIdP) sign(t *testing.T, claims map[string]any) string {
+func (idp *testIdP) sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	return signToken(t, jose.RS256, &jose.JSONWebKey{Key: idp.key, KeyID: idp.kid}, claims, nil)
 }
 
 // signToken signs claims with key and alg. The "typ" header is "at+jwt"
 // unless opts sets another.
-func signToken(t *testing.T, alg jose.SignatureAlgorithm, key any, claims map[string]any, opts *jose.SignerOptions) string {
+func signToken(t testing.TB, alg jose.SignatureAlgorithm, key any, claims map[string]any, opts *jose.SignerOptions) string {
 	t.Helper()
 	if opts == nil {
 		opts = &jose.SignerOptions{}
@@ -154,7 +154,7 @@ var (
 // rsaKey returns one of a few RSA keys generated once per test binary, so
 // that each test IdP and forger has its own key without paying for key
 // generation in every test.
-func rsaKey(t *testing.T) *rsa.PrivateKey {
+func rsaKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	rsaKeysOnce.Do(func() {
 		for range 4 {

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -33,12 +34,13 @@ type LocalIssuer struct {
 	// only those markers apply.
 	RequireType string
 
-	// Check runs after every other check with the verified token and its
-	// principal. A non-nil error rejects the token and is returned wrapped
+	// Check runs after every other check with the verified token's claims
+	// and its principal, on every request: Authenticate caches verified
+	// tokens, but not the result of Check. A non-nil error rejects the token and is returned wrapped
 	// in ErrInvalidToken; wrap ErrStaleToken in it when the caller should
 	// obtain a new token. Check must be safe for concurrent use, and ctx is
 	// the request's. Default: nil, no extra check.
-	Check func(ctx context.Context, token *oidc.IDToken, p *Principal) error
+	Check func(ctx context.Context, claims map[string]json.RawMessage, p *Principal) error
 }
 
 // validateLocal checks the local issuers and that their names and issuer

@@ -3,9 +3,11 @@ package authn_test
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ type localSetup struct {
 	auth  *authn.Authenticator
 }
 
-func newLocalSetup(t *testing.T, check func(context.Context, *oidc.IDToken, *authn.Principal) error) *localSetup {
+func newLocalSetup(t *testing.T, check func(context.Context, map[string]json.RawMessage, *authn.Principal) error) *localSetup {
 	t.Helper()
 	clock := newTestClock()
 	idp := newTestIdP(t)
@@ -174,9 +176,9 @@ func TestLocalIssuerCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var seen *authn.Principal
-			s := newLocalSetup(t, func(ctx context.Context, token *oidc.IDToken, p *authn.Principal) error {
-				if token.Subject != "user:corp|alice" {
-					return fmt.Errorf("unexpected token subject %q", token.Subject)
+			s := newLocalSetup(t, func(ctx context.Context, claims map[string]json.RawMessage, p *authn.Principal) error {
+				if sub := string(claims["sub"]); sub != `"user:corp|alice"` {
+					return fmt.Errorf("unexpected token subject %s", sub)
 				}
 				seen = p
 				return tt.checkErr
@@ -228,5 +230,34 @@ func TestLocalIssuerConfigRejects(t *testing.T) {
 				t.Errorf("got %v, want an error containing %q", err, tt.reason)
 			}
 		})
+	}
+}
+
+// TestLocalIssuerCheckEveryRequest checks that a cached token still goes
+// through the local issuer's Check, so a token turns stale at once.
+func TestLocalIssuerCheckEveryRequest(t *testing.T) {
+	var stale atomic.Bool
+	calls := 0
+	s := newLocalSetup(t, func(ctx context.Context, claims map[string]json.RawMessage, p *authn.Principal) error {
+		calls++
+		if stale.Load() {
+			return authn.ErrStaleToken
+		}
+		return nil
+	})
+	token := signToken(t, jose.RS256, s.key, s.claims("user:corp|alice"), nil)
+
+	for i := range 3 {
+		if _, err := s.auth.Authenticate(context.Background(), token); err != nil {
+			t.Fatalf("authenticate %d: %v", i, err)
+		}
+	}
+	stale.Store(true)
+	_, err := s.auth.Authenticate(context.Background(), token)
+	if !errors.Is(err, authn.ErrStaleToken) {
+		t.Errorf("got %v after Check turned stale, want ErrStaleToken", err)
+	}
+	if calls != 4 {
+		t.Errorf("Check ran %d times for 4 requests, want 4", calls)
 	}
 }

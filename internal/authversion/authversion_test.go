@@ -28,14 +28,14 @@ func stores() []storeCase {
 
 // openPostgres returns a listening Postgres store on a fresh database and a
 // second one on the same database, as another instance would have.
-func openPostgres(t *testing.T) (*authversion.Postgres, *authversion.Postgres) {
+func openPostgres(t testing.TB) (*authversion.Postgres, *authversion.Postgres) {
 	t.Helper()
 	a, b, _ := openPostgresURL(t)
 	return a, b
 }
 
 // openPostgresURL is openPostgres that also returns the database URL.
-func openPostgresURL(t *testing.T) (*authversion.Postgres, *authversion.Postgres, string) {
+func openPostgresURL(t testing.TB) (*authversion.Postgres, *authversion.Postgres, string) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
 	logger := slog.New(slog.DiscardHandler)
@@ -58,7 +58,7 @@ func openPostgresURL(t *testing.T) (*authversion.Postgres, *authversion.Postgres
 	return open(), open(), url
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -195,4 +195,30 @@ func TestPostgresListenerLossResetsSubscribers(t *testing.T) {
 		t.Fatal("subscriber was not reset within 5s of losing the listener")
 	}
 	waitFor(t, a.Listening)
+}
+
+// BenchmarkGet measures reading a principal's auth version, as every
+// request with a Gatehouse token does: from memory, and from the
+// PostgreSQL store's cache that LISTEN/NOTIFY keeps current.
+func BenchmarkGet(b *testing.B) {
+	pg, _ := openPostgres(b)
+	for _, bench := range []struct {
+		name  string
+		store authversion.Store
+	}{{"memory", authversion.NewMemory()}, {"postgres_cached", pg}} {
+		b.Run(bench.name, func(b *testing.B) {
+			if _, err := bench.store.Bump(b.Context(), []string{"user:corp|alice"}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := bench.store.Get(b.Context(), "user:corp|alice"); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bench.store.Get(b.Context(), "user:corp|alice"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

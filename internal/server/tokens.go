@@ -2,8 +2,7 @@ package server
 
 import (
 	"context"
-
-	"github.com/coreos/go-oidc/v3/oidc"
+	"encoding/json"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
 	"github.com/gatehouse-authz/gatehouse/internal/authversion"
@@ -59,8 +58,8 @@ func (s *Server) localIssuers() []authn.LocalIssuer {
 		},
 		KeySet:      s.tokens.KeySet(),
 		RequireType: "at+jwt",
-		Check: func(ctx context.Context, token *oidc.IDToken, p *authn.Principal) error {
-			return s.tokens.CheckVersion(ctx, token, p.Ref.String())
+		Check: func(ctx context.Context, claims map[string]json.RawMessage, p *authn.Principal) error {
+			return s.tokens.CheckVersionClaims(ctx, claims, p.Ref.String())
 		},
 	}}
 }

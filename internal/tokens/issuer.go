@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -285,24 +286,33 @@ var ErrStale = errors.New("token is stale: the principal's relationships or sess
 // CheckVersion returns an error wrapping ErrStale unless the token's "av"
 // claim equals principal's current version.
 func (i *Issuer) CheckVersion(ctx context.Context, token *oidc.IDToken, principal string) error {
-	var claims struct {
-		AuthVersion *int64 `json:"av"`
-	}
+	var claims map[string]json.RawMessage
 	if err := token.Claims(&claims); err != nil {
 		return fmt.Errorf("decode claims: %w", err)
 	}
-	if claims.AuthVersion == nil {
+	return i.CheckVersionClaims(ctx, claims, principal)
+}
+
+// CheckVersionClaims is CheckVersion for the decoded claims of a token
+// whose signature has already been verified.
+func (i *Issuer) CheckVersionClaims(ctx context.Context, claims map[string]json.RawMessage, principal string) error {
+	raw, ok := claims["av"]
+	if !ok {
 		return errors.New("token has no av claim")
+	}
+	var version int64
+	if err := json.Unmarshal(raw, &version); err != nil {
+		return fmt.Errorf("av claim is not an integer: %w", err)
 	}
 	current, err := i.versions.Get(ctx, principal)
 	if err != nil {
 		return fmt.Errorf("read auth version: %w", err)
 	}
 	switch {
-	case *claims.AuthVersion < current:
-		return fmt.Errorf("%w: %w (token av %d, current %d)", authn.ErrStaleToken, ErrStale, *claims.AuthVersion, current)
-	case *claims.AuthVersion > current:
-		return fmt.Errorf("token av %d is newer than the current version %d", *claims.AuthVersion, current)
+	case version < current:
+		return fmt.Errorf("%w: %w (token av %d, current %d)", authn.ErrStaleToken, ErrStale, version, current)
+	case version > current:
+		return fmt.Errorf("token av %d is newer than the current version %d", version, current)
 	}
 	return nil
 }
