@@ -223,8 +223,7 @@ func (s *Service) LookupResources(ctx context.Context, caller object.Ref, req Lo
 // full, and the page token is the last id returned, so neither the page
 // nor its token reveals an id that the caller may not inspect.
 func (s *Service) inspectablePage(ctx context.Context, caller object.Ref, resourceType string, ids []string, after string, size int) ([]object.Ref, string, error) {
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	ids = sortedUnique(ids)
 	start, found := slices.BinarySearch(ids, after)
 	if after != "" && found {
 		start++
@@ -328,8 +327,7 @@ func (s *Service) LookupSubjects(ctx context.Context, caller object.Ref, req Loo
 // Paging by id keeps pages free of repeats and gaps even when the set
 // changes between requests, except for ids added or removed meanwhile.
 func pageOf(ids []string, after string, size int) ([]string, string) {
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	ids = sortedUnique(ids)
 	start, found := slices.BinarySearch(ids, after)
 	if after != "" && found {
 		start++
@@ -340,6 +338,20 @@ func pageOf(ids []string, after string, size int) ([]string, string) {
 		next = base64.RawURLEncoding.EncodeToString([]byte(ids[end-1]))
 	}
 	return ids[start:end], next
+}
+
+// sortedUnique returns ids sorted and without repeats. It returns ids
+// itself when they already are, and a sorted copy otherwise, because the
+// engine may share the slice with other requests.
+func sortedUnique(ids []string) []string {
+	for i := 1; i < len(ids); i++ {
+		if ids[i-1] >= ids[i] {
+			sorted := slices.Clone(ids)
+			slices.Sort(sorted)
+			return slices.Compact(sorted)
+		}
+	}
+	return ids
 }
 
 // objectIDChars matches any id SpiceDB accepts, which every id in a page

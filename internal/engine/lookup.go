@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/grpc/status"
@@ -109,19 +110,44 @@ type LookupResourcesRequest struct {
 }
 
 // LookupResources returns the ids of every resource on which the subject has
-// the permission without condition, each once, up to max; truncated reports
-// whether more exist. Conditional results are left out, so the result never
-// contains a resource that a check would deny.
+// the permission without condition, sorted and each once, up to max;
+// truncated reports whether more exist. Conditional results are left out,
+// so the result never contains a resource that a check would deny. The
+// slice may be shared with other callers: do not modify it.
 //
 // SpiceDB reports a resource once per path that reaches it, and its cursors
 // do not remove repeats across pages, so the whole set is collected here and
-// callers page over it.
+// callers page over it. Without a consistency token, sets are cached by the
+// revision they were read at, so paging through one at an unchanged
+// revision reads it from SpiceDB once.
 func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest, max int) (ids []string, truncated bool, err error) {
+	if e.results == nil || req.Consistency.Token != "" {
+		return e.lookupResources(ctx, req, req.Consistency.proto(), max)
+	}
+	snap, err := e.results.current(ctx, req.Consistency)
+	if err != nil {
+		return nil, false, fmt.Errorf("lookup resources: %w", err)
+	}
+	key := lookupKey{revision: snap.revision, request: req, max: max}
+	key.request.Consistency = Consistency{}
+	if set, ok := e.results.getSet(key); ok {
+		return set.ids, set.truncated, nil
+	}
+	exact := &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: &v1.ZedToken{Token: snap.token}}}
+	ids, truncated, err = e.lookupResources(ctx, req, exact, max)
+	if err != nil {
+		return nil, false, err
+	}
+	e.results.putSet(key, &resourceSet{ids: ids, truncated: truncated})
+	return ids, truncated, nil
+}
+
+func (e *Engine) lookupResources(ctx context.Context, req LookupResourcesRequest, consistency *v1.Consistency, max int) (ids []string, truncated bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	stream, err := e.Permissions.LookupResources(ctx, &v1.LookupResourcesRequest{
-		Consistency:        req.Consistency.proto(),
+		Consistency:        consistency,
 		ResourceObjectType: req.ResourceType,
 		Permission:         req.Permission,
 		Subject:            subjectRef(req.Subject, req.SubjectRelation),
@@ -135,6 +161,7 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 		resp, err := stream.Recv()
 		if err != nil {
 			if isEOF(err) {
+				slices.Sort(ids)
 				return ids, false, nil
 			}
 			return nil, false, classify("lookup resources", err)
@@ -144,6 +171,7 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 			continue
 		}
 		if len(ids) == max {
+			slices.Sort(ids)
 			return ids, true, nil
 		}
 		seen[id] = true

@@ -20,6 +20,10 @@ import (
 // when Config.ResultCacheSize is zero.
 const DefaultResultCacheSize = 1 << 18
 
+// maxCachedIDs bounds the resource ids that cached lookup results hold in
+// all, about 40 MiB for ids of 20 bytes.
+const maxCachedIDs = 1 << 20
+
 // resultKey identifies one check at one datastore revision. A result never
 // changes for its key: a write, wherever it comes from, makes a new
 // revision, and so new keys.
@@ -44,6 +48,7 @@ type resultKey struct {
 type resultCache struct {
 	ds       datastore.Datastore
 	results  *otter.Cache[resultKey, Decision]
+	sets     *otter.Cache[lookupKey, *resourceSet]
 	lastRev  atomic.Pointer[revisionToken] // token of the newest revision seen
 	lookups  *prometheus.CounterVec
 	uniqueID string
@@ -66,6 +71,13 @@ func newResultCache(ctx context.Context, ds datastore.Datastore, size int, regis
 	if err != nil {
 		return nil, fmt.Errorf("create check result cache: %w", err)
 	}
+	sets, err := otter.New(&otter.Options[lookupKey, *resourceSet]{
+		MaximumWeight: maxCachedIDs,
+		Weigher:       func(_ lookupKey, set *resourceSet) uint32 { return uint32(len(set.ids)) + 1 },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create lookup result cache: %w", err)
+	}
 	id, err := ds.UniqueID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read datastore id: %w", err)
@@ -81,7 +93,7 @@ func newResultCache(ctx context.Context, ds datastore.Datastore, size int, regis
 		}
 		lookups = already.ExistingCollector.(*prometheus.CounterVec)
 	}
-	return &resultCache{ds: ds, results: results, lookups: lookups, uniqueID: id}, nil
+	return &resultCache{ds: ds, results: results, sets: sets, lookups: lookups, uniqueID: id}, nil
 }
 
 // current returns the snapshot that a check of consistency c reads: the
@@ -151,4 +163,26 @@ func keyOf(revision string, req CheckRequest) resultKey {
 		revision: revision, resource: req.Resource, permission: req.Permission,
 		subject: req.Subject, subjectRelation: req.SubjectRelation,
 	}
+}
+
+// lookupKey identifies one resource lookup at one datastore revision.
+type lookupKey struct {
+	revision string
+	request  LookupResourcesRequest // without Consistency
+	max      int
+}
+
+// resourceSet is the result of a resource lookup, which nothing modifies
+// once it is cached.
+type resourceSet struct {
+	ids       []string
+	truncated bool
+}
+
+func (c *resultCache) getSet(key lookupKey) (*resourceSet, bool) {
+	return c.sets.GetIfPresent(key)
+}
+
+func (c *resultCache) putSet(key lookupKey, set *resourceSet) {
+	c.sets.Set(key, set)
 }
