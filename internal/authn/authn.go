@@ -66,8 +66,9 @@ type Options struct {
 
 	// TokenCacheSize bounds the cache of verified tokens, in tokens. A
 	// token that passed every check is served from the cache until it
-	// expires, for at most five minutes, without checking its signature
-	// again. A local issuer's Check still runs on every request. Negative turns
+	// expires, for at most five minutes, and until the issuer's key set is
+	// fetched again, without checking its signature again. A local
+	// issuer's Check still runs on every request. Negative turns
 	// the cache off. Default: DefaultTokenCacheSize.
 	TokenCacheSize int
 
@@ -193,7 +194,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 		return nil, invalid("unknown issuer %q", truncate(issuer))
 	}
 
-	// Signature, "alg", "iss" and "exp", by go-oidc.
+	// Signature, "alg", "iss" and "exp", by go-oidc. The key set count is
+	// read first, so a fetch during verification makes the cached entry
+	// stale.
+	keys := v.keysReplaced.Load()
 	token, err := v.verify(ctx, rawToken)
 	if err != nil {
 		return nil, fmt.Errorf("%w: issuer %q: %w", ErrInvalidToken, v.name, shortError{err})
@@ -220,7 +224,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, rawToken string) (*Pri
 	}
 
 	if a.cache != nil {
-		vt := &verifiedToken{verifier: v, principal: *p, until: token.Expiry}
+		vt := &verifiedToken{verifier: v, principal: *p, until: token.Expiry, keys: keys}
 		if v.local != nil {
 			vt.claims = claims
 		}

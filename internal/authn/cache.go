@@ -24,6 +24,7 @@ type verifiedToken struct {
 	principal Principal
 	claims    map[string]json.RawMessage // only for local issuers
 	until     time.Time                  // the earlier of "exp" and the cache age limit
+	keys      uint64                     // the verifier's keysReplaced before verification
 }
 
 // tokenCache maps the SHA-256 of a raw token to its verification. Keying
@@ -45,7 +46,7 @@ func newTokenCache(size int) (*tokenCache, error) {
 // valid at now.
 func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (*verifiedToken, bool) {
 	vt, ok := c.tokens.GetIfPresent(key)
-	if !ok || !now.Before(vt.until) {
+	if !ok || !now.Before(vt.until) || vt.keys != vt.verifier.keysReplaced.Load() {
 		return nil, false
 	}
 	return vt, true

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -32,6 +33,7 @@ type remoteKeySetConfig struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	fetches  *prometheus.CounterVec // nil when metrics are off
+	replaced *atomic.Uint64         // raised whenever the cached keys are replaced; may be nil
 }
 
 // remoteKeySet is an issuer's JSON Web Key Set (RFC 7517, section 5),
@@ -184,6 +186,9 @@ func (k *remoteKeySet) fetch(f *keyFetch) {
 	k.mu.Lock()
 	if err == nil {
 		k.keys = keys
+		if k.replaced != nil {
+			k.replaced.Add(1)
+		}
 	}
 	f.keys, f.err = k.keys, err
 	k.inflight = nil

@@ -39,6 +39,10 @@ type issuerVerifier struct {
 
 	ready atomic.Pointer[oidc.IDTokenVerifier]
 
+	// keysReplaced counts the key set fetches that replaced the cached
+	// keys. A token verified before the latest one is verified again.
+	keysReplaced atomic.Uint64
+
 	// discoveryLock is a one-slot semaphore held during discovery. It is a
 	// channel instead of a sync.Mutex so that waiting for it can be cancelled.
 	discoveryLock chan struct{}
@@ -178,6 +182,7 @@ func (v *issuerVerifier) newOIDCVerifier(jwksURI string, algorithms []string) *o
 		now:      v.opts.Now,
 		logger:   v.opts.Logger,
 		fetches:  v.fetches,
+		replaced: &v.keysReplaced,
 	})
 
 	return oidc.NewVerifier(v.cfg.Issuer, keySet, &oidc.Config{
