@@ -37,6 +37,10 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 	if err := validateCheck(req); err != nil {
 		return CheckResult{}, err
 	}
+	var err error
+	if ctx, err = s.engine.WithSnapshot(ctx); err != nil {
+		return CheckResult{}, err
+	}
 	if req.Subject != caller {
 		if err := s.require(ctx, caller, "inspect", req.Resource); err != nil {
 			return CheckResult{}, err
@@ -91,6 +95,10 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 
 	if len(reqs) == 0 || len(reqs) > s.limits.MaxBulkChecks {
 		return nil, invalid("checks must contain 1 to %d items", s.limits.MaxBulkChecks)
+	}
+	var err error
+	if ctx, err = s.engine.WithSnapshot(ctx); err != nil {
+		return nil, err
 	}
 	items := make([]BulkItem, len(reqs))
 

@@ -96,10 +96,34 @@ func newResultCache(ctx context.Context, ds datastore.Datastore, size int, regis
 	return &resultCache{ds: ds, results: results, sets: sets, lookups: lookups, uniqueID: id}, nil
 }
 
-// current returns the snapshot that a check of consistency c reads: the
-// datastore's head revision, or its optimized revision for
-// MinimizeLatency. It is only for consistencies without a token.
+// snapshotKey is the context key of a snapshot pinned by WithSnapshot.
+type snapshotKey struct{}
+
+// WithSnapshot reads the datastore's head revision once and returns a
+// context in which every fully consistent check and lookup of this engine
+// reads it instead of reading it again, so that the several checks of one
+// request cost one revision read. The snapshot is as fresh as full
+// consistency requires for the request that it starts. Without the result
+// cache, ctx is returned as it is.
+func (e *Engine) WithSnapshot(ctx context.Context) (context.Context, error) {
+	if e.results == nil {
+		return ctx, nil
+	}
+	snap, err := e.results.current(ctx, Consistency{})
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, snapshotKey{}, snap), nil
+}
+
+// current returns the snapshot that a check of consistency cons reads: the
+// snapshot pinned in ctx or the datastore's head revision, or its optimized
+// revision for MinimizeLatency. It is only for consistencies without a
+// token.
 func (c *resultCache) current(ctx context.Context, cons Consistency) (snapshot, error) {
+	if snap, ok := ctx.Value(snapshotKey{}).(snapshot); ok && !cons.MinimizeLatency {
+		return snap, nil
+	}
 	var rev datastore.RevisionWithSchemaHash
 	var err error
 	if cons.MinimizeLatency {

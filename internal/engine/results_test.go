@@ -224,3 +224,31 @@ func TestLookupCacheFollowsEveryWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestWithSnapshotPinsOneRevision checks that checks in a pinned context
+// may be served from the pinned revision, and checks outside it read the
+// newest one.
+func TestWithSnapshotPinsOneRevision(t *testing.T) {
+	in := memoryInstances(t, 0)
+	seed(t, in.a)
+	req := engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice}
+
+	pinned, err := in.a.WithSnapshot(t.Context())
+	if err != nil {
+		t.Fatalf("pin snapshot: %v", err)
+	}
+	if d, err := in.a.Check(pinned, req); err != nil || !d.Allowed {
+		t.Fatalf("pinned check before the write = %+v, %v; want allowed", d, err)
+	}
+	if _, err := in.b.DeleteMatching(t.Context(), &v1.RelationshipFilter{
+		ResourceType: "org", OptionalResourceId: acme.ID, OptionalRelation: "owner",
+	}, nil); err != nil {
+		t.Fatalf("delete role: %v", err)
+	}
+	if d, err := in.a.Check(pinned, req); err != nil || !d.Allowed {
+		t.Errorf("pinned check after the write = %+v, %v; want the pinned allow", d, err)
+	}
+	if d, err := in.a.Check(t.Context(), req); err != nil || d.Allowed {
+		t.Errorf("new check after the write = %+v, %v; want a deny", d, err)
+	}
+}
