@@ -30,9 +30,21 @@ test-short:
 vet:
 	$(GO) vet ./...
 
-## bench: run the Go benchmarks of the hot paths
+## bench: run the Go benchmarks of the hot paths, then gatehouse-bench, which
+## compares Gatehouse with SpiceDB on generated datasets and writes a Markdown
+## report to $(BENCH_OUT). Without GATEHOUSE_TEST_DATABASE_URL, the PostgreSQL
+## runs use a throwaway cluster from scripts/test-postgres.sh, stopped at the end.
+BENCH_FLAGS ?= -sizes 10k,100k,1m -datastores memory,postgres -duration 10s
+BENCH_OUT   ?= bin/bench-report.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(dir $(BENCH_OUT))
+	@set -e; \
+	if [ -z "$$GATEHOUSE_TEST_DATABASE_URL" ] && { echo "$(BENCH_FLAGS)" | grep -q postgres || ! echo "$(BENCH_FLAGS)" | grep -q -- -datastores; }; then \
+		trap 'scripts/test-postgres.sh stop' EXIT; \
+		eval "$$(scripts/test-postgres.sh start)"; \
+	fi; \
+	$(GO) run ./cmd/gatehouse-bench $(BENCH_FLAGS) -out $(BENCH_OUT)
 
 clean:
 	rm -rf bin

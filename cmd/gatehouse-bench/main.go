@@ -1,0 +1,116 @@
+// Command gatehouse-bench benchmarks Gatehouse against a stock SpiceDB
+// server on the same data and prints a Markdown report. It exits with
+// status 1 when any answer was wrong, or when the run could not be set up.
+//
+// PostgreSQL runs need GATEHOUSE_TEST_DATABASE_URL: a server on loopback
+// and a role allowed to create databases (scripts/test-postgres.sh start
+// prints one). The URL is read from the environment, not from a flag, so
+// that its password stays out of the process list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-authz/gatehouse/internal/loadtest"
+)
+
+// databaseURLEnv names the PostgreSQL server for the postgres datastore.
+const databaseURLEnv = "GATEHOUSE_TEST_DATABASE_URL"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	sizes := flag.String("sizes", "10k,100k,1m", "dataset sizes in relationships, comma-separated (k = 1,000, m = 1,000,000)")
+	datastores := flag.String("datastores", "memory,postgres", "datastores, comma-separated: memory, postgres (postgres needs "+databaseURLEnv+")")
+	workers := flag.Int("workers", 16, "concurrent clients of each closed-loop scenario")
+	lookupWorkers := flag.Int("lookup-workers", 4, "concurrent clients of each lookup scenario")
+	duration := flag.Duration("duration", 10*time.Second, "measured time of each scenario")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured time before each scenario")
+	pagingTimeout := flag.Duration("paging-timeout", 10*time.Minute, "longest time one pass through every page of a lookup may take")
+	queries := flag.Int("queries", 20000, "number of distinct check queries, half allowed and half denied")
+	openLoop := flag.Float64("open-loop-fraction", 0.7, "share of the measured peak check throughput offered in the open-loop scenario")
+	changeInterval := flag.Duration("change-interval", 500*time.Millisecond, "pause between background access changes during the check scenarios")
+	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
+	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
+	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the Gatehouse check scenario, one per size and datastore")
+	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "gatehouse-bench takes no arguments, only flags; got %q\n", flag.Args())
+		return 2
+	}
+
+	cfg := loadtest.Config{
+		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
+		Workers: *workers, LookupWorkers: *lookupWorkers, Warmup: *warmup, Duration: *duration,
+		PagingTimeout: *pagingTimeout, Queries: *queries, OpenLoopFraction: *openLoop,
+		ChangeInterval: *changeInterval, Seed: *seed, CPUProfileDir: *cpuProfile, Logger: logger,
+	}
+	if *gatehouseLogs {
+		cfg.GatehouseLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "gatehouse")
+	}
+	for _, s := range splitList(*sizes) {
+		n, err := loadtest.ParseSize(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		cfg.Sizes = append(cfg.Sizes, n)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	report, runErr := loadtest.Run(ctx, cfg)
+	if runErr != nil {
+		logger.Error("benchmark failed", "error", runErr)
+	}
+
+	var md strings.Builder
+	if err := report.WriteMarkdown(&md); err != nil {
+		logger.Error("write report", "error", err)
+		return 1
+	}
+	fmt.Print(md.String())
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(md.String()), 0o644); err != nil {
+			logger.Error("write report", "path", *out, "error", err)
+			return 1
+		}
+		logger.Info("report written", "path", *out)
+	}
+
+	switch {
+	case runErr != nil:
+		if errors.Is(runErr, loadtest.ErrOracleMismatch) {
+			logger.Error("fix the oracle or the generator: SpiceDB is the reference for the generated data")
+		}
+		return 1
+	case report.WrongAnswers() > 0:
+		logger.Error("wrong answers seen", "count", report.WrongAnswers())
+		return 1
+	}
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

@@ -1,0 +1,209 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+)
+
+// ChurnStats counts what the background access changes did and how often
+// a system's answer disagreed with the change just made.
+type ChurnStats struct {
+	RoleChanges int64
+	GrantsEnded int64
+
+	// Verifications counts the answers that matched the change, and Late
+	// those that came too late to compare, after a grant could have ended.
+	Verifications int64
+	Late          int64
+
+	// WrongGatehouse and WrongSpiceDB count answers that contradict a
+	// change that had returned (or a grant that had ended).
+	WrongGatehouse int64
+	WrongSpiceDB   int64
+	Errors         int64
+}
+
+// grantEndMargin is how long after a grant's expires_at the loop checks
+// that access has ended, and grantEarlyEnd how long before expires_at
+// Gatehouse's scheduler removes the grant's relationships (docs/grants.md).
+// SpiceDB ignores them from expires_at on in any case.
+const (
+	grantEndMargin = 200 * time.Millisecond
+	grantEarlyEnd  = 250 * time.Millisecond
+)
+
+// churn changes access through Gatehouse's HTTP API while the check
+// scenarios run, and verifies each change through both systems at full
+// consistency. It only touches users that no check query names ("churn"
+// users), so the queries' expected answers stay valid.
+type churn struct {
+	r        *run
+	interval time.Duration
+	rng      *rand.Rand
+
+	roleChanges, grantsEnded, verifications, late atomic.Int64
+	wrongGatehouse, wrongSpiceDB, errors          atomic.Int64
+}
+
+// startChurn starts the two loops (role changes and temporary grants) and
+// returns a function that stops them and returns the counts.
+func (r *run) startChurn(ctx context.Context, interval time.Duration) func() ChurnStats {
+	c := &churn{r: r, interval: interval, rng: rand.New(rand.NewPCG(uint64(r.ds.Seed), 0x636875726e))}
+	projects := r.ds.Objects[typeProject]
+	// Both loops pick from their own list, so they need no shared rng.
+	var roleTargets, grantTargets []string
+	for range 64 {
+		roleTargets = append(roleTargets, pickFrom(c.rng, projects))
+		grantTargets = append(grantTargets, pickFrom(c.rng, projects))
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.roleLoop(ctx, roleTargets) })
+	wg.Go(func() { c.grantLoop(ctx, grantTargets) })
+	return func() ChurnStats {
+		cancel()
+		wg.Wait()
+		return ChurnStats{
+			RoleChanges: c.roleChanges.Load(), GrantsEnded: c.grantsEnded.Load(), Verifications: c.verifications.Load(), Late: c.late.Load(),
+			WrongGatehouse: c.wrongGatehouse.Load(), WrongSpiceDB: c.wrongSpiceDB.Load(), Errors: c.errors.Load(),
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends, and reports whether ctx is still
+// live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// roleLoop gives a churn user the viewer role on a project, verifies that
+// both systems allow it to view a document of the project, removes the
+// role and verifies that both deny, once per interval.
+func (c *churn) roleLoop(ctx context.Context, projects []string) {
+	for i := 0; sleep(ctx, c.interval); i++ {
+		project := projects[i%len(projects)]
+		doc := Object{Type: typeDocument, ID: c.r.ds.ProjectDocs[project][0]}
+		subject := fmt.Sprintf("dev|churn-role-%d", i%8)
+		path := "/v1/resources/project/" + url.PathEscape(project) + "/members/" + url.PathEscape("user:"+subject)
+
+		if err := c.r.gh.call(ctx, c.r.admin, http.MethodPut, path, []byte(`{"role":"viewer"}`), http.StatusOK, nil); err != nil {
+			c.fail(ctx, "give role", err)
+			continue
+		}
+		c.roleChanges.Add(1)
+		c.verifyBefore(ctx, doc, subject, true, time.Time{})
+
+		if err := c.r.gh.call(ctx, c.r.admin, http.MethodDelete, path, nil, http.StatusNoContent, nil); err != nil {
+			c.fail(ctx, "remove role", err)
+			continue
+		}
+		c.roleChanges.Add(1)
+		c.verifyBefore(ctx, doc, subject, false, time.Time{})
+	}
+}
+
+// grantLoop creates a temporary viewer grant of the shortest allowed
+// duration (one second) for a churn user on a project, verifies that both
+// systems allow it at once, and that both deny shortly after it ends.
+func (c *churn) grantLoop(ctx context.Context, projects []string) {
+	for i := 0; sleep(ctx, c.interval); i++ {
+		project := projects[i%len(projects)]
+		doc := Object{Type: typeDocument, ID: c.r.ds.ProjectDocs[project][0]}
+		subject := fmt.Sprintf("dev|churn-grant-%d", i%8)
+		body, err := json.Marshal(map[string]string{
+			"resource": "project:" + project, "subject": "user:" + subject, "role": "viewer",
+			"duration": "1s", "reason": "benchmark access change",
+		})
+		if err != nil {
+			c.fail(ctx, "encode grant", err)
+			return
+		}
+		var grant struct {
+			State     string    `json:"state"`
+			ExpiresAt time.Time `json:"expires_at"`
+		}
+		if err := c.r.gh.call(ctx, c.r.admin, http.MethodPost, "/v1/grants", body, http.StatusCreated, &grant); err != nil {
+			c.fail(ctx, "create grant", err)
+			continue
+		}
+		if grant.State == "active" {
+			// Gatehouse may end a grant up to grantEarlyEnd before
+			// expires_at, so an answer that arrives later proves nothing.
+			c.verifyBefore(ctx, doc, subject, true, grant.ExpiresAt.Add(-grantEarlyEnd))
+		}
+		if !sleep(ctx, time.Until(grant.ExpiresAt.Add(grantEndMargin))) {
+			return
+		}
+		c.grantsEnded.Add(1)
+		c.verifyBefore(ctx, doc, subject, false, time.Time{})
+	}
+}
+
+// verifyBefore checks view on doc for subject through both systems and
+// counts each answer that differs from want. An answer that arrives after
+// validUntil (unless it is zero) is not compared, because want may no
+// longer hold by then.
+func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, want bool, validUntil time.Time) {
+	late := func() bool { return !validUntil.IsZero() && time.Now().After(validUntil) }
+	body, err := json.Marshal(checkBody{Subject: "user:" + subject, Permission: "view", Resource: doc.String()})
+	if err != nil {
+		c.fail(ctx, "encode check", err)
+		return
+	}
+	var out struct {
+		Allowed bool `json:"allowed"`
+	}
+	err = c.r.gh.call(ctx, c.r.app, http.MethodPost, "/v1/check", body, http.StatusOK, &out)
+	switch {
+	case err != nil:
+		c.fail(ctx, "check through gatehouse", err)
+	case late():
+		c.late.Add(1)
+	case out.Allowed != want:
+		c.wrongGatehouse.Add(1)
+		c.r.logger.Warn("gatehouse contradicted an access change", "user", subject, "resource", doc.String(), "want", want)
+	default:
+		c.verifications.Add(1)
+	}
+
+	resp, err := c.r.raw.Client.CheckPermission(ctx, &v1.CheckPermissionRequest{
+		Consistency: fullyConsistent(), Resource: objectRef(doc), Permission: "view", Subject: userRef(subject),
+	})
+	switch {
+	case err != nil:
+		c.fail(ctx, "check through spicedb", err)
+	case late():
+		c.late.Add(1)
+	case hasPermission(resp.GetPermissionship()) != want:
+		c.wrongSpiceDB.Add(1)
+		c.r.logger.Warn("spicedb contradicted an access change", "user", subject, "resource", doc.String(), "want", want)
+	default:
+		c.verifications.Add(1)
+	}
+}
+
+// fail counts an error, and logs it unless the loop is stopping.
+func (c *churn) fail(ctx context.Context, step string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	c.errors.Add(1)
+	c.r.logger.Warn("access change failed", "step", step, "error", err)
+}

@@ -1,0 +1,264 @@
+package loadtest
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/schema"
+)
+
+func TestGenerateIsDeterministic(t *testing.T) {
+	a, err := Generate(GenerateConfig{Relationships: 5000, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Generate(GenerateConfig{Relationships: 5000, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a.Relationships, b.Relationships) {
+		t.Error("two datasets of the same seed differ")
+	}
+	if !slices.Equal(a.Objects[typeDocument], b.Objects[typeDocument]) {
+		t.Error("two datasets of the same seed list different documents")
+	}
+
+	c, err := Generate(GenerateConfig{Relationships: 5000, Seed: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(a.Relationships, c.Relationships) {
+		t.Error("datasets of seeds 7 and 8 are equal")
+	}
+
+	oracle := NewOracle(a)
+	q1, _, err := GenerateQueries(a, oracle, 500, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, _, err := GenerateQueries(a, oracle, 500, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(q1, q2) {
+		t.Error("two query sets of the same seed differ")
+	}
+}
+
+func TestGenerateMeetsSizeTargets(t *testing.T) {
+	for _, size := range []int{3000, 10000, 100000} {
+		ds, err := Generate(GenerateConfig{Relationships: size, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := len(ds.Relationships)
+		if got < size*95/100 || got > size*105/100 {
+			t.Errorf("size %d: %d relationships, want within 5%%", size, got)
+		}
+		if ds.Count(typeOrg) < 3 {
+			t.Errorf("size %d: %d orgs, want at least 3 for cross-tenant queries", size, ds.Count(typeOrg))
+		}
+		for _, typ := range []string{typeWorkspace, typeProject, typeDocument, typeGroup, typeGrant, typeLink} {
+			if ds.Count(typ) == 0 {
+				t.Errorf("size %d: no %s", size, typ)
+			}
+		}
+		if len(ds.Outsiders) == 0 {
+			t.Errorf("size %d: no users outside every org", size)
+		}
+
+		oracle := NewOracle(ds)
+		for _, u := range ds.LookupUsers {
+			if u.Planted > u.Target {
+				t.Errorf("size %d: %s planted to see %d documents, more than its target %d", size, u.User, u.Planted, u.Target)
+			}
+			if got := len(oracle.LookupDocuments("view", u.User)); got != u.Planted {
+				t.Errorf("size %d: %s sees %d documents, planted %d", size, u.User, got, u.Planted)
+			}
+		}
+		if small := ds.LookupUsers[0]; small.Planted != small.Target {
+			t.Errorf("size %d: %s sees %d documents, want %d", size, small.User, small.Planted, small.Target)
+		}
+	}
+}
+
+func TestGenerateQueriesBalanced(t *testing.T) {
+	ds, err := Generate(GenerateConfig{Relationships: 10000, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries, mix, err := GenerateQueries(ds, NewOracle(ds), 2000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queries) != 2000 {
+		t.Fatalf("got %d queries, want 2000", len(queries))
+	}
+	if mix.Allows != 1000 || mix.Denies != 1000 {
+		t.Errorf("got %s, want 1000 allowed and 1000 denied", mix)
+	}
+	if mix.CrossTenantDenies < mix.Denies/5 {
+		t.Errorf("got %d cross-tenant denies of %d, want at least a fifth", mix.CrossTenantDenies, mix.Denies)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"10k", 10000}, {"100K", 100000}, {"1m", 1000000}, {"2500", 2500},
+	} {
+		got, err := ParseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "k", "-1k", "ten", "1g"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+// TestOracleMatchesSpiceDB loads a tiny dataset into SpiceDB and compares
+// the oracle with it on every resource and permission, for every user of
+// the resource's org, every user outside all orgs, the lookup users and
+// the first user of every other org.
+func TestOracleMatchesSpiceDB(t *testing.T) {
+	ctx := context.Background()
+	ds, err := Generate(GenerateConfig{Relationships: 600, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := startRawOnMemory(t)
+	if err := Load(ctx, raw.Client, ds); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+
+	oracle := NewOracle(ds)
+	var queries []CheckQuery
+	for _, typ := range []string{typeOrg, typeWorkspace, typeProject, typeDocument, typeGroup} {
+		for _, id := range ds.Objects[typ] {
+			resource := Object{Type: typ, ID: id}
+			users := slices.Clone(ds.OrgUsers[ds.OrgOf[resource]])
+			users = append(users, ds.Outsiders...)
+			for _, u := range ds.LookupUsers {
+				users = append(users, u.User)
+			}
+			for _, org := range ds.Objects[typeOrg] {
+				users = append(users, ds.OrgUsers[org][0])
+			}
+			for _, permission := range []string{"view", "edit", "delete", "share", "manage", "create"} {
+				for _, u := range users {
+					queries = append(queries, CheckQuery{User: u, Permission: permission, Resource: resource, Expected: oracle.Check(resource, permission, u)})
+				}
+			}
+		}
+	}
+
+	mismatches, err := CrossCheck(ctx, raw.Client, queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mismatches[:min(len(mismatches), 20)] {
+		t.Error(m)
+	}
+	if len(mismatches) > 0 {
+		t.Fatalf("the oracle disagrees with SpiceDB on %d of %d checks", len(mismatches), len(queries))
+	}
+	t.Logf("the oracle agrees with SpiceDB on %d checks", len(queries))
+}
+
+// startRawOnMemory starts SpiceDB on a fresh in-memory datastore with
+// Gatehouse's schema, through Gatehouse's engine, and a raw server on the
+// same datastore.
+func startRawOnMemory(t *testing.T) *RawSpiceDB {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("start engine: %v", err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	raw, err := StartRawSpiceDB(ctx, eng.Datastore())
+	if err != nil {
+		t.Fatalf("start raw spicedb: %v", err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw
+}
+
+// TestRunTinyDataset runs every scenario on a tiny in-memory dataset for
+// one second each and checks that no answer was wrong and that the report
+// shows every scenario and the ratios. It asserts nothing about timing.
+func TestRunTinyDataset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every scenario for a second each")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	report, err := Run(ctx, Config{
+		Sizes: []int{3000}, Datastores: []string{"memory"},
+		Workers: 4, LookupWorkers: 2, Warmup: 100 * time.Millisecond, Duration: time.Second,
+		Queries: 1000, ChangeInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := report.WrongAnswers(); n != 0 {
+		t.Errorf("got %d wrong answers, want 0", n)
+	}
+	run := report.Runs[0]
+	if !run.DatastoreAlive {
+		t.Error("Gatehouse stopped answering after the raw SpiceDB server stopped")
+	}
+	if run.Churn.Verifications == 0 {
+		t.Error("no background access change was verified")
+	}
+	for _, res := range run.Results {
+		if res.Errors != 0 {
+			t.Errorf("%s on %s: %d errors", res.Scenario, res.System, res.Errors)
+		}
+		if res.Requests == 0 {
+			t.Errorf("%s on %s: no request completed", res.Scenario, res.System)
+		}
+	}
+
+	var md strings.Builder
+	if err := report.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	text := md.String()
+	for _, want := range []string{
+		"| check | SpiceDB |", "| check | Gatehouse |", "| check, open loop | Gatehouse |",
+		"| bulk check (100 per request) | Gatehouse |", "| bulk check (100 per request) | SpiceDB |",
+		"lookup 10 documents, first page | Gatehouse |", "lookup 10 documents, all pages | Gatehouse |", "lookup 10 documents | SpiceDB |",
+		"| create a document with an owner | Gatehouse |", "| create a document with an owner | SpiceDB |",
+		"| change a member's role | Gatehouse |", "| change a member's role | SpiceDB |",
+		"| token exchange | Gatehouse |",
+		"Gatehouse check / SpiceDB check throughput: **", "Gatehouse bulk checks / SpiceDB check throughput: **",
+		"### Load times", "GOMAXPROCS",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,239 @@
+package loadtest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	CPUModel   string
+	CPUs       int
+	GOMAXPROCS int
+	GoVersion  string
+	OS, Arch   string
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPUModel: "unknown"}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		defer f.Close()
+		scanner := bufio.NewScanner(f)
+		for scanner.Scan() {
+			if name, value, ok := strings.Cut(scanner.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
+				m.CPUModel = strings.TrimSpace(value)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// ParseSize reads a dataset size such as "10k", "1m" or "2500".
+func ParseSize(s string) (int, error) {
+	text := strings.ToLower(strings.TrimSpace(s))
+	multiplier := 1
+	switch {
+	case strings.HasSuffix(text, "k"):
+		multiplier, text = 1000, strings.TrimSuffix(text, "k")
+	case strings.HasSuffix(text, "m"):
+		multiplier, text = 1000000, strings.TrimSuffix(text, "m")
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q is not a positive number such as 10k, 100k or 1m", s)
+	}
+	return n * multiplier, nil
+}
+
+// formatSize is the inverse of ParseSize for round sizes.
+func formatSize(n int) string {
+	switch {
+	case n%1000000 == 0:
+		return strconv.Itoa(n/1000000) + "m"
+	case n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// formatCount writes n with thousands separators, such as 100,000.
+func formatCount(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// WriteMarkdown writes the report as Markdown.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	b := &strings.Builder{}
+	cfg := r.Config
+	fmt.Fprintf(b, "# Gatehouse and SpiceDB side by side\n\n")
+	fmt.Fprintf(b, "Run on %s with `gatehouse-bench`: %d workers per closed-loop scenario (%d for lookups), %s warm-up and %s measured per scenario, seed %d, %d distinct check queries.\n\n",
+		r.Started.UTC().Format("2006-01-02 15:04 MST"), cfg.Workers, cfg.LookupWorkers, cfg.Warmup, cfg.Duration, cfg.Seed, cfg.Queries)
+	b.WriteString("- **SpiceDB** is a stock SpiceDB server (`pkg/cmd/server`) in the same process, on the same datastore object as Gatehouse, " +
+		"with the same dispatch cache, called through authzed-go over gRPC on loopback TCP, fully consistent.\n")
+	b.WriteString("- **Gatehouse** is called over HTTP on loopback by a service holding the `app` role on every org, with a Gatehouse token " +
+		"from token exchange, so every request verifies the token and its auth version; every check is fully consistent. " +
+		"A Gatehouse check also checks that the caller may ask (`inspect`), so it costs SpiceDB two checks.\n")
+	b.WriteString("- **Peak RSS** is the high-water mark of the whole benchmark process (both servers, the load generator and the oracle) " +
+		"during the scenario, reset before each one; the PostgreSQL server's own memory is not included.\n")
+	b.WriteString("- **Wrong answers** are answers that differ from the oracle (a Go model of the schema), or from an access change " +
+		"made just before; errors are counted apart.\n")
+	b.WriteString("- Latencies are per request; for \"all pages\" per pass through every page.\n\n")
+
+	for _, run := range r.Runs {
+		writeRun(b, run, cfg)
+	}
+	writeSummary(b, r)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
+	fmt.Fprintf(b, "## %s relationships on %s\n\n", formatSize(run.Size), run.Datastore)
+	fmt.Fprintf(b, "Dataset: %s.\n\n", run.Dataset)
+	fmt.Fprintf(b, "Generated in %s, loaded in %s", run.GenerateTime.Round(time.Millisecond), run.LoadTime.Round(time.Millisecond))
+	if run.AnalyzeTime > 0 {
+		fmt.Fprintf(b, ", then `ANALYZE` in %s", run.AnalyzeTime.Round(time.Millisecond))
+	}
+	fmt.Fprintf(b, ". Check queries: %s. The oracle agreed with SpiceDB on %d sampled checks and %d lookups before the runs.\n\n", run.Mix, run.OracleChecks, run.OracleLookups)
+
+	b.WriteString("| scenario | system | throughput | p50 | p95 | p99 | peak RSS | wrong answers | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	rows := run.Results
+	if run.OpenLoop != nil {
+		rows = append(append([]Result(nil), rows...), *run.OpenLoop)
+	}
+	for _, res := range rows {
+		fmt.Fprintf(b, "| %s | %s | %s %s | %s | %s | %s | %s | %d | %d |\n",
+			res.Scenario, res.System, formatRate(res.Throughput), res.Unit,
+			formatDuration(res.P50), formatDuration(res.P95), formatDuration(res.P99), formatBytes(res.PeakRSS), res.WrongAnswers, res.Errors)
+	}
+	b.WriteString("\n")
+
+	raw, gh, bulk := find(run, scenarioCheck, systemSpiceDB), find(run, scenarioCheck, systemGatehouse), find(run, scenarioBulk, systemGatehouse)
+	if raw != nil && gh != nil && bulk != nil && raw.Throughput > 0 {
+		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput: **%.2f**\n", gh.Throughput/raw.Throughput)
+		fmt.Fprintf(b, "- Gatehouse bulk checks / SpiceDB check throughput: **%.2f**\n", bulk.Throughput/raw.Throughput)
+	}
+	if run.OpenLoop != nil {
+		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests.\n",
+			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests)
+	}
+	c := run.Churn
+	fmt.Fprintf(b, "- Access changes during the check scenarios: %d role changes and %d one-second grants through Gatehouse's API. "+
+		"Answers of both systems that matched the change: %d; too late to compare (a grant may end 250 ms early): %d; wrong: Gatehouse %d, SpiceDB %d; errors %d.\n",
+		c.RoleChanges, c.GrantsEnded, c.Verifications, c.Late, c.WrongGatehouse, c.WrongSpiceDB, c.Errors)
+	fmt.Fprintf(b, "- Gatehouse tokens rejected with 401 and exchanged again: %d. Gatehouse still answered after the SpiceDB server on its datastore stopped: %t.\n",
+		run.TokenRejected, run.DatastoreAlive)
+	for _, note := range run.Notes {
+		fmt.Fprintf(b, "- %s\n", note)
+	}
+	for _, res := range rows {
+		if res.Note != "" {
+			fmt.Fprintf(b, "- %s (%s): %s\n", res.Scenario, res.System, res.Note)
+		}
+	}
+	b.WriteString("\n")
+}
+
+func find(run *RunReport, scenario, system string) *Result {
+	for i := range run.Results {
+		if run.Results[i].Scenario == scenario && run.Results[i].System == system {
+			return &run.Results[i]
+		}
+	}
+	return nil
+}
+
+func writeSummary(b *strings.Builder, r *Report) {
+	b.WriteString("## Summary\n\n### Ratios\n\n")
+	b.WriteString("| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | open-loop p99 at 70% of peak |\n")
+	b.WriteString("|---|---|---:|---:|---:|\n")
+	for _, run := range r.Runs {
+		raw, gh, bulk := find(run, scenarioCheck, systemSpiceDB), find(run, scenarioCheck, systemGatehouse), find(run, scenarioBulk, systemGatehouse)
+		if raw == nil || gh == nil || bulk == nil || raw.Throughput == 0 {
+			continue
+		}
+		p99 := "–"
+		if run.OpenLoop != nil {
+			p99 = formatDuration(run.OpenLoop.P99)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s |\n", formatSize(run.Size), run.Datastore, gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput, p99)
+	}
+
+	writeGrowth(b, r)
+
+	b.WriteString("\n### Load times\n\n| size | datastore | relationships | generate | load | ANALYZE |\n|---|---|---:|---:|---:|---:|\n")
+	for _, run := range r.Runs {
+		analyze := "–"
+		if run.AnalyzeTime > 0 {
+			analyze = run.AnalyzeTime.Round(time.Millisecond).String()
+		}
+		relationships, _, _ := strings.Cut(run.Dataset, " ")
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", formatSize(run.Size), run.Datastore, relationships,
+			run.GenerateTime.Round(time.Millisecond), run.LoadTime.Round(time.Millisecond), analyze)
+	}
+
+	m := r.Machine
+	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
+		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GoVersion, m.OS, m.Arch)
+	fmt.Fprintf(b, "Wrong answers in total: **%d**.\n", r.WrongAnswers())
+}
+
+// writeGrowth compares each scenario's throughput and p99 at the smallest
+// and the largest size, per datastore.
+func writeGrowth(b *strings.Builder, r *Report) {
+	type key struct{ datastore, scenario, system string }
+	first, last := map[key]Result{}, map[key]Result{}
+	firstSize, lastSize := map[string]int{}, map[string]int{}
+	var order []key
+	for _, run := range r.Runs {
+		if _, ok := firstSize[run.Datastore]; !ok {
+			firstSize[run.Datastore] = run.Size
+		}
+		lastSize[run.Datastore] = run.Size
+		for _, res := range run.Results {
+			k := key{run.Datastore, res.growthKey(), res.System}
+			if _, ok := first[k]; !ok {
+				first[k] = res
+				order = append(order, k)
+			}
+			last[k] = res
+		}
+	}
+	b.WriteString("\n### Growth from the smallest to the largest size\n\n")
+	written := false
+	for _, k := range order {
+		if firstSize[k.datastore] == lastSize[k.datastore] {
+			continue
+		}
+		if !written {
+			b.WriteString("| datastore | scenario | system | throughput (smallest → largest) | p99 (smallest → largest) |\n|---|---|---|---:|---:|\n")
+			written = true
+		}
+		f, l := first[k], last[k]
+		fmt.Fprintf(b, "| %s | %s | %s | %s → %s %s (%s) | %s → %s (%s) |\n", k.datastore, l.Scenario, k.system,
+			formatRate(f.Throughput), formatRate(l.Throughput), f.Unit, formatSize(firstSize[k.datastore])+" → "+formatSize(lastSize[k.datastore]),
+			formatDuration(f.P99), formatDuration(l.P99), ratio(l.P99, f.P99))
+	}
+	if !written {
+		b.WriteString("Only one size ran per datastore.\n")
+	}
+}
+
+func ratio(a, b time.Duration) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("×%.2f", float64(a)/float64(b))
+}

@@ -1,0 +1,171 @@
+package loadtest
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// operation runs one request for worker and returns how many operations it
+// counted (checks in a bulk request, for example), how many of its answers
+// were wrong, and any error.
+type operation func(ctx context.Context, worker int) (ops, wrong int, err error)
+
+// closedLoopConfig configures closedLoop.
+type closedLoopConfig struct {
+	Workers  int
+	Warmup   time.Duration
+	Duration time.Duration
+
+	// MinRequests keeps the loop going after Duration until this many
+	// requests have completed, but never past MaxDuration. Default: 0.
+	MinRequests int64
+	MaxDuration time.Duration
+
+	// OnMeasure, when set, runs when the timed part starts, and its
+	// returned function when it ends (for a CPU profile).
+	OnMeasure func() func()
+}
+
+// counters are the totals that workers share during one scenario.
+type counters struct {
+	ops, requests, wrong, errors atomic.Int64
+	loggedError                  atomic.Bool
+}
+
+// record adds one request's outcome. It logs the scenario's first error
+// only, so that a failing system does not flood the log.
+func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wrong int, err error) {
+	c.requests.Add(1)
+	c.ops.Add(int64(ops))
+	c.wrong.Add(int64(wrong))
+	if err != nil {
+		c.errors.Add(1)
+		if c.loggedError.CompareAndSwap(false, true) {
+			logger.Warn("request failed; later failures of this scenario are only counted",
+				"scenario", scenario, "system", system, "error", err)
+		}
+	}
+}
+
+// closedLoop runs op from cfg.Workers workers, each starting its next
+// request as soon as the last one returns: first for cfg.Warmup, whose
+// requests count towards wrong answers and errors only, then for
+// cfg.Duration. It measures the whole process's peak RSS over both.
+func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit string, cfg closedLoopConfig, op operation) Result {
+	rssKnown := resetPeakRSS()
+	var warm counters
+	if cfg.Warmup > 0 {
+		deadline := time.Now().Add(cfg.Warmup)
+		runWorkers(ctx, cfg.Workers, func(worker int) {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				ops, wrong, err := op(ctx, worker)
+				warm.record(logger, scenario, system, ops, wrong, err)
+			}
+		})
+	}
+
+	var stop func()
+	if cfg.OnMeasure != nil {
+		stop = cfg.OnMeasure()
+	}
+	var timed counters
+	perWorker := make([]latencies, cfg.Workers)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	hardDeadline := start.Add(max(cfg.MaxDuration, cfg.Duration))
+	runWorkers(ctx, cfg.Workers, func(worker int) {
+		for ctx.Err() == nil {
+			now := time.Now()
+			if now.After(hardDeadline) || (now.After(deadline) && timed.requests.Load() >= cfg.MinRequests) {
+				return
+			}
+			began := time.Now()
+			ops, wrong, err := op(ctx, worker)
+			perWorker[worker] = append(perWorker[worker], time.Since(began))
+			timed.record(logger, scenario, system, ops, wrong, err)
+		}
+	})
+	elapsed := time.Since(start)
+	if stop != nil {
+		stop()
+	}
+
+	var all []time.Duration
+	for _, l := range perWorker {
+		all = append(all, l...)
+	}
+	r := Result{
+		Scenario: scenario, System: system, Unit: unit,
+		Throughput:   float64(timed.ops.Load()) / elapsed.Seconds(),
+		Requests:     timed.requests.Load(),
+		WrongAnswers: warm.wrong.Load() + timed.wrong.Load(),
+		Errors:       warm.errors.Load() + timed.errors.Load(),
+	}
+	r.P50, r.P95, r.P99 = percentiles(all)
+	if rssKnown {
+		r.PeakRSS = readPeakRSS()
+	}
+	return r
+}
+
+// openLoop starts requests at a fixed rate for duration, whether or not
+// earlier ones have returned, with at most maxOutstanding in flight. Each
+// latency counts from the moment its request was due, so a request that
+// waited for a free slot, or for a late dispatcher, is charged the wait.
+func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, duration time.Duration, maxOutstanding int, op operation) Result {
+	rssKnown := resetPeakRSS()
+	var c counters
+	var mu sync.Mutex
+	var all []time.Duration
+	slots := make(chan struct{}, maxOutstanding)
+	var wg sync.WaitGroup
+
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := 0; ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if due.Sub(start) >= duration {
+			break
+		}
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		slots <- struct{}{}
+		worker := i % maxOutstanding
+		wg.Go(func() {
+			defer func() { <-slots }()
+			ops, wrong, err := op(ctx, worker)
+			latency := time.Since(due)
+			c.record(logger, scenario, system, ops, wrong, err)
+			mu.Lock()
+			all = append(all, latency)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	r := Result{
+		Scenario: scenario, System: system, Unit: "checks/s",
+		Throughput:   float64(c.ops.Load()) / elapsed.Seconds(),
+		Requests:     c.requests.Load(),
+		WrongAnswers: c.wrong.Load(),
+		Errors:       c.errors.Load(),
+	}
+	r.P50, r.P95, r.P99 = percentiles(all)
+	if rssKnown {
+		r.PeakRSS = readPeakRSS()
+	}
+	return r
+}
+
+func runWorkers(ctx context.Context, n int, work func(worker int)) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() { work(w) })
+	}
+	wg.Wait()
+}

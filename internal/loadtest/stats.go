@@ -1,0 +1,131 @@
+package loadtest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result is the outcome of one scenario on one system.
+type Result struct {
+	Scenario string
+	System   string
+
+	// Unit names what Throughput counts, such as "checks/s".
+	Unit       string
+	Throughput float64
+
+	// P50, P95 and P99 are latencies of single requests (of a whole pass
+	// for the paging scenario).
+	P50, P95, P99 time.Duration
+
+	Requests     int64
+	WrongAnswers int64
+	Errors       int64
+
+	// PeakRSS is the high-water mark of the whole benchmark process's
+	// resident memory during the scenario, in bytes; 0 when unknown.
+	PeakRSS int64
+
+	// Note is a short remark shown below the table, such as why a
+	// scenario ran short.
+	Note string
+
+	// sameAs names the scenario across sizes where its name differs, as
+	// lookup scenarios name their result count; empty means Scenario.
+	sameAs string
+}
+
+func (r Result) growthKey() string {
+	if r.sameAs != "" {
+		return r.sameAs
+	}
+	return r.Scenario
+}
+
+// latencies collects request durations; it is not safe for concurrent
+// use, so each worker keeps its own.
+type latencies []time.Duration
+
+// percentiles returns the 50th, 95th and 99th percentiles of all, by the
+// nearest-rank method. It sorts all.
+func percentiles(all []time.Duration) (p50, p95, p99 time.Duration) {
+	if len(all) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(all)
+	rank := func(p float64) time.Duration {
+		i := int(p*float64(len(all))+0.999999) - 1
+		return all[min(max(i, 0), len(all)-1)]
+	}
+	return rank(0.50), rank(0.95), rank(0.99)
+}
+
+// resetPeakRSS resets the process's resident memory high-water mark
+// (VmHWM), so that the next readPeakRSS covers only what follows. It
+// reports whether the kernel allowed it.
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// readPeakRSS returns the process's VmHWM from /proc/self/status in bytes,
+// or 0 where it cannot be read.
+func readPeakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		value, ok := strings.CutPrefix(scanner.Text(), "VmHWM:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kb << 10
+	}
+	return 0
+}
+
+// formatDuration prints a latency with three significant digits in a
+// fitting unit.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+}
+
+func formatBytes(n int64) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+func formatRate(r float64) string {
+	switch {
+	case r >= 100:
+		return fmt.Sprintf("%.0f", r)
+	case r >= 1:
+		return fmt.Sprintf("%.1f", r)
+	default:
+		return fmt.Sprintf("%.3f", r)
+	}
+}
