@@ -18,6 +18,7 @@ import (
 	"github.com/authzed/spicedb/pkg/cmd/util"
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/embedded"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -46,10 +47,17 @@ type Config struct {
 	DispatchCacheMaxCost string
 
 	// ResultCacheSize bounds the check result cache, in results. The cache
-	// keeps each result under the exact datastore revision it was evaluated
-	// at, so it never serves a result older than the consistency asked
-	// for. Negative turns it off. Default: DefaultResultCacheSize.
+	// keeps each result under the datastore state it was evaluated in, so
+	// it never serves a result older than the consistency asked for.
+	// Negative turns it off. Default: DefaultResultCacheSize.
 	ResultCacheSize int
+
+	// PostgresURL is the URL of the PostgreSQL database of Datastore, if
+	// it is SpiceDB's PostgreSQL datastore. The result cache then reads
+	// the datastore's state from SpiceDB's transaction table through a
+	// small pool of its own; without it, it reads the head revision, which
+	// every write in the PostgreSQL cluster moves. Default: empty.
+	PostgresURL string
 }
 
 // Engine is a running in-process SpiceDB. It is safe for concurrent use.
@@ -58,7 +66,8 @@ type Engine struct {
 	Permissions v1.PermissionsServiceClient
 
 	embedded *embedded.Permissions
-	results  *resultCache // nil when off
+	results  *resultCache  // nil when off
+	pool     *pgxpool.Pool // reads the state for the result cache; nil unless PostgresURL
 	schema   v1.SchemaServiceClient
 	ds       datastore.Datastore
 	ownsDS   bool
@@ -153,7 +162,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if size == 0 {
 			size = DefaultResultCacheSize
 		}
-		if e.results, err = newResultCache(ctx, e.ds, size, registry); err != nil {
+		states, err := e.stateReader(ctx, cfg.PostgresURL)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		if e.results, err = newResultCache(states, size, registry); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -199,8 +213,30 @@ func (e *Engine) Close() error {
 	case <-time.After(10 * time.Second):
 		errs = append(errs, errors.New("spicedb did not stop within 10s"))
 	}
+	if e.pool != nil {
+		e.pool.Close()
+	}
 	errs = append(errs, e.closeDatastore())
 	return errors.Join(errs...)
+}
+
+// stateReader returns the reader of the datastore state for the result
+// cache, opening a pool for it when url is set.
+func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, error) {
+	if url == "" {
+		return headRevision{e.ds}, nil
+	}
+	poolConfig, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors can repeat the URL, password included.
+		return nil, errors.New("result cache: database URL is not a valid PostgreSQL connection string")
+	}
+	poolConfig.MaxConns = 8
+	poolConfig.ConnConfig.RuntimeParams["application_name"] = "gatehouse-result-cache"
+	if e.pool, err = pgxpool.NewWithConfig(ctx, poolConfig); err != nil {
+		return nil, fmt.Errorf("result cache: connect to postgres: %w", err)
+	}
+	return newPGTransactions(ctx, e.pool)
 }
 
 func (e *Engine) closeDatastore() error {

@@ -154,7 +154,7 @@ func BenchmarkCheckPostgres(b *testing.B) {
 		b.Fatalf("open datastore: %v", err)
 	}
 	b.Cleanup(func() { ds.Close() })
-	cached := startEngine(b, engine.Config{Datastore: ds})
+	cached := startEngine(b, engine.Config{Datastore: ds, PostgresURL: url})
 	seed(b, cached)
 	uncached := startEngine(b, engine.Config{Datastore: ds, ResultCacheSize: -1})
 	benchmarkCheckPaths(b, cached, uncached)

@@ -22,13 +22,13 @@ type BulkResult struct {
 // CheckBulk evaluates every request, all at one snapshot chosen by
 // consistency; each request's own Consistency is ignored. The results are
 // in the order of reqs. Without a consistency token, results come from the
-// check result cache where it holds them for that snapshot, and SpiceDB
-// evaluates the rest, in one call, at exactly that snapshot.
+// result cache where it holds them for the datastore's current state, and
+// SpiceDB evaluates the rest fully consistently, in one call.
 func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency Consistency) ([]BulkResult, error) {
 	if e.results == nil || consistency.Token != "" {
 		return e.checkBulkAPI(ctx, reqs, consistency.proto())
 	}
-	snap, err := e.results.current(ctx, consistency)
+	state, err := e.results.current(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bulk check: %w", err)
 	}
@@ -36,8 +36,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	var missed []CheckRequest
 	var index []int
 	for i, req := range reqs {
-		if d, ok := e.results.get(keyOf(snap.revision, req)); ok {
-			d.Token = snap.token
+		if d, ok := e.results.get(keyOf(state, req)); ok {
 			results[i].Decision = d
 			continue
 		}
@@ -47,15 +46,27 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	if len(missed) == 0 {
 		return results, nil
 	}
-	exact := &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: &v1.ZedToken{Token: snap.token}}}
-	evaluated, err := e.checkBulkAPI(ctx, missed, exact)
+	full := Consistency{}.proto()
+	evaluated, err := e.checkBulkAPI(ctx, missed, full)
 	if err != nil {
 		return nil, err
+	}
+	if len(missed) < len(reqs) {
+		// The cached results belong to state. If a write has committed
+		// since, the new results may belong to a later one: evaluate
+		// everything again, together.
+		now, err := e.results.states.state(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bulk check: read datastore state: %w: %w", ErrUnavailable, err)
+		}
+		if now != state {
+			return e.checkBulkAPI(ctx, reqs, full)
+		}
 	}
 	for n, r := range evaluated {
 		results[index[n]] = r
 		if r.Err == nil {
-			e.results.put(keyOf(snap.revision, missed[n]), r.Decision)
+			e.results.put(keyOf(state, missed[n]), r.Decision)
 		}
 	}
 	return results, nil
@@ -118,23 +129,22 @@ type LookupResourcesRequest struct {
 // SpiceDB reports a resource once per path that reaches it, and its cursors
 // do not remove repeats across pages, so the whole set is collected here and
 // callers page over it. Without a consistency token, sets are cached by the
-// revision they were read at, so paging through one at an unchanged
-// revision reads it from SpiceDB once.
+// datastore state they were read in, so paging through one while nothing
+// changes reads it from SpiceDB once.
 func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest, max int) (ids []string, truncated bool, err error) {
 	if e.results == nil || req.Consistency.Token != "" {
 		return e.lookupResources(ctx, req, req.Consistency.proto(), max)
 	}
-	snap, err := e.results.current(ctx, req.Consistency)
+	state, err := e.results.current(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("lookup resources: %w", err)
 	}
-	key := lookupKey{revision: snap.revision, request: req, max: max}
+	key := lookupKey{state: state, request: req, max: max}
 	key.request.Consistency = Consistency{}
 	if set, ok := e.results.getSet(key); ok {
 		return set.ids, set.truncated, nil
 	}
-	exact := &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: &v1.ZedToken{Token: snap.token}}}
-	ids, truncated, err = e.lookupResources(ctx, req, exact, max)
+	ids, truncated, err = e.lookupResources(ctx, req, Consistency{}.proto(), max)
 	if err != nil {
 		return nil, false, err
 	}

@@ -82,31 +82,29 @@ type Decision struct {
 }
 
 // Check runs req through the v1 API, which returns a consistency token
-// and honours req.Consistency. Without a consistency token, results come
-// from the check result cache when it holds one for the snapshot the
-// consistency selects; otherwise SpiceDB evaluates the check and the result
-// is cached under the revision SpiceDB read.
+// and honours req.Consistency. Without a consistency token, the result
+// comes from the result cache when it holds one for the datastore's
+// current state; otherwise SpiceDB evaluates the check fully consistently
+// (fresher than MinimizeLatency requires) and the result is cached.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
 	if e.results == nil || req.Consistency.Token != "" {
 		return e.checkAPI(ctx, req, req.Consistency.proto())
 	}
-	snap, err := e.results.current(ctx, req.Consistency)
+	state, err := e.results.current(ctx)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
-	if d, ok := e.results.get(keyOf(snap.revision, req)); ok {
-		d.Token = snap.token
+	key := keyOf(state, req)
+	if d, ok := e.results.get(key); ok {
 		return d, nil
 	}
-	d, err := e.checkAPI(ctx, req, req.Consistency.proto())
+	// SpiceDB reads a snapshot at least as fresh as state, so the result
+	// is valid in state as long as state is current.
+	d, err := e.checkAPI(ctx, req, Consistency{}.proto())
 	if err != nil {
 		return Decision{}, err
 	}
-	// SpiceDB read its own snapshot, at least as fresh as snap; the result
-	// belongs to that one.
-	if rev, err := e.results.revisionOf(d.Token); err == nil {
-		e.results.put(keyOf(rev, req), d)
-	}
+	e.results.put(key, d)
 	return d, nil
 }
 

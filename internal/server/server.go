@@ -187,7 +187,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	eng, err := engine.New(ctx, engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry, Datastore: s.datastore})
+	engineConfig := engine.Config{Schema: schema.Text, Logger: logger, Registry: m.Registry, Datastore: s.datastore}
+	if s.datastore != nil {
+		engineConfig.PostgresURL = cfg.Postgres.URL
+	}
+	eng, err := engine.New(ctx, engineConfig)
 	if err != nil {
 		s.closeStorage()
 		ln.Close()
