@@ -41,19 +41,26 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 	if ctx, err = s.engine.WithSnapshot(ctx); err != nil {
 		return CheckResult{}, err
 	}
-	if req.Subject != caller {
-		if err := s.require(ctx, caller, "inspect", req.Resource); err != nil {
-			return CheckResult{}, err
-		}
-	}
-
-	d, err := s.engine.Check(ctx, engine.CheckRequest{
+	check := engine.CheckRequest{
 		Resource:        req.Resource,
 		Permission:      req.Permission,
 		Subject:         req.Subject,
 		SubjectRelation: subjectRelation(req.Subject),
 		Consistency:     req.Consistency,
-	})
+	}
+	var d engine.Decision
+	switch {
+	case req.Subject == caller:
+		d, err = s.engine.Check(ctx, check)
+	case req.Consistency == engine.Consistency{}:
+		// Both checks at once: whether the caller may ask, and the check.
+		d, err = s.checkOnBehalf(ctx, caller, check)
+	default:
+		if err := s.require(ctx, caller, "inspect", req.Resource); err != nil {
+			return CheckResult{}, err
+		}
+		d, err = s.engine.Check(ctx, check)
+	}
 	if errors.Is(err, engine.ErrMaxDepth) {
 		// Only a definite yes allows: a question too deep to answer is a no.
 		s.logger.WarnContext(ctx, "check exceeded the maximum depth; denied",
@@ -68,6 +75,32 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 			"subject", req.Subject.String(), "permission", req.Permission, "resource", req.Resource.String())
 	}
 	return CheckResult{Allowed: d.Allowed, Token: d.Token}, nil
+}
+
+// checkOnBehalf evaluates, fully consistently and in one engine call, the
+// caller's inspect on the resource and check. Unless the caller has
+// inspect, it returns the error of require and no decision.
+func (s *Service) checkOnBehalf(ctx context.Context, caller object.Ref, check engine.CheckRequest) (engine.Decision, error) {
+	results, err := s.engine.CheckEach(ctx, []engine.CheckRequest{
+		{Resource: check.Resource, Permission: "inspect", Subject: caller},
+		check,
+	})
+	if err != nil {
+		return engine.Decision{}, err
+	}
+	gate, result := results[0], results[1]
+	if gate.Err != nil {
+		return engine.Decision{}, gate.Err
+	}
+	if !gate.Decision.Allowed {
+		// require tells forbidden from not found; it returns nil only if
+		// inspect was granted in between, and then the check is stale.
+		if err := s.require(ctx, caller, "inspect", check.Resource); err != nil {
+			return engine.Decision{}, err
+		}
+		return s.engine.Check(ctx, check)
+	}
+	return result.Decision, result.Err
 }
 
 func validateCheck(req CheckRequest) error {

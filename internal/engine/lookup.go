@@ -72,6 +72,46 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	return results, nil
 }
 
+// CheckEach evaluates every request fully consistently, each at a snapshot
+// at least as fresh as the datastore state when it is called (or the one
+// pinned by WithSnapshot), but not necessarily all at the same one. Results
+// come from the result cache where it can, and SpiceDB evaluates the rest in
+// one call. Each request's own Consistency is ignored.
+func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResult, error) {
+	if e.results == nil {
+		return e.checkBulkAPI(ctx, reqs, Consistency{}.proto())
+	}
+	state, err := e.results.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check: %w", err)
+	}
+	results := make([]BulkResult, len(reqs))
+	var missed []CheckRequest
+	var index []int
+	for i, req := range reqs {
+		if d, ok := e.results.get(keyOf(state, req)); ok {
+			results[i].Decision = d
+			continue
+		}
+		missed = append(missed, req)
+		index = append(index, i)
+	}
+	if len(missed) == 0 {
+		return results, nil
+	}
+	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{}.proto())
+	if err != nil {
+		return nil, err
+	}
+	for n, r := range evaluated {
+		results[index[n]] = r
+		if r.Err == nil {
+			e.results.put(keyOf(state, missed[n]), r.Decision)
+		}
+	}
+	return results, nil
+}
+
 func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, consistency *v1.Consistency) ([]BulkResult, error) {
 	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
 	for i, r := range reqs {
