@@ -37,6 +37,7 @@ func run() int {
 	datastores := flag.String("datastores", "memory,postgres", "datastores, comma-separated: memory, postgres (postgres needs "+databaseURLEnv+")")
 	workers := flag.Int("workers", 16, "concurrent clients of each closed-loop scenario")
 	lookupWorkers := flag.Int("lookup-workers", 4, "concurrent clients of each lookup scenario")
+	bulkWorkers := flag.Int("bulk-workers", 4, "concurrent clients of each bulk check scenario (100 checks per request)")
 	duration := flag.Duration("duration", 10*time.Second, "measured time of each scenario")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured time before each scenario")
 	pagingTimeout := flag.Duration("paging-timeout", 10*time.Minute, "longest time one pass through every page of a lookup may take")
@@ -45,7 +46,7 @@ func run() int {
 	changeInterval := flag.Duration("change-interval", 500*time.Millisecond, "pause between background access changes during the check scenarios")
 	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
-	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the Gatehouse check scenario, one per size and datastore")
+	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the check scenario of each system, one per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -55,7 +56,7 @@ func run() int {
 
 	cfg := loadtest.Config{
 		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
-		Workers: *workers, LookupWorkers: *lookupWorkers, Warmup: *warmup, Duration: *duration,
+		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
 		PagingTimeout: *pagingTimeout, Queries: *queries, OpenLoopFraction: *openLoop,
 		ChangeInterval: *changeInterval, Seed: *seed, CPUProfileDir: *cpuProfile, Logger: logger,
 	}
@@ -69,6 +70,14 @@ func run() int {
 			return 2
 		}
 		cfg.Sizes = append(cfg.Sizes, n)
+	}
+
+	if *out != "" {
+		cfg.AfterRun = func(partial *loadtest.Report) {
+			if err := writeReport(partial, *out); err != nil {
+				logger.Warn("write partial report", "path", *out, "error", err)
+			}
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,7 +94,7 @@ func run() int {
 	}
 	fmt.Print(md.String())
 	if *out != "" {
-		if err := os.WriteFile(*out, []byte(md.String()), 0o644); err != nil {
+		if err := writeReport(report, *out); err != nil {
 			logger.Error("write report", "path", *out, "error", err)
 			return 1
 		}
@@ -99,10 +108,19 @@ func run() int {
 		}
 		return 1
 	case report.WrongAnswers() > 0:
-		logger.Error("wrong answers seen", "count", report.WrongAnswers())
+		logger.Error("the benchmark found wrong answers", "count", report.WrongAnswers())
 		return 1
 	}
 	return 0
+}
+
+// writeReport writes the report as Markdown to path, replacing the file.
+func writeReport(report *loadtest.Report, path string) error {
+	var md strings.Builder
+	if err := report.WriteMarkdown(&md); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(md.String()), 0o644)
 }
 
 func splitList(s string) []string {

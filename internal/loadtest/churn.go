@@ -199,11 +199,20 @@ func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, wa
 	}
 }
 
-// fail counts an error, and logs it unless the loop is stopping.
+// maxLoggedChurnErrors is the number of errors logged per run; later ones
+// are only counted, so that an overloaded server does not flood the log.
+const maxLoggedChurnErrors = 3
+
+// fail counts an error, and logs the first few unless the loop is stopping.
 func (c *churn) fail(ctx context.Context, step string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.errors.Add(1)
-	c.r.logger.Warn("access change failed", "step", step, "error", err)
+	n := c.errors.Add(1)
+	if n <= maxLoggedChurnErrors {
+		c.r.logger.Warn("access change failed", "step", step, "error", err, "errors_so_far", n)
+	}
+	if n == maxLoggedChurnErrors {
+		c.r.logger.Warn("later access change errors of this run are only counted")
+	}
 }

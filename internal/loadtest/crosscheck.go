@@ -39,8 +39,9 @@ func (r *run) crossCheckOracle(ctx context.Context) error {
 	return nil
 }
 
-// CrossCheck asks SpiceDB every query at full consistency, bulkSize at a
-// time, and describes each query whose answer differs from its Expected.
+// CrossCheck sends every query to SpiceDB at full consistency, bulkSize
+// at a time, and describes each query whose result differs from its
+// Expected.
 func CrossCheck(ctx context.Context, client v1.PermissionsServiceClient, queries []CheckQuery) ([]string, error) {
 	var mismatches []string
 	for start := 0; start < len(queries); start += bulkSize {

@@ -162,7 +162,7 @@ type tokenSource struct {
 	current atomic.Pointer[issuedToken]
 	mu      sync.Mutex
 
-	// rejected counts the tokens Gatehouse answered 401 to. A Gatehouse
+	// rejected counts the tokens that Gatehouse rejected with 401. A Gatehouse
 	// token goes stale when its principal's relationships change, which
 	// the benchmark never does to its callers, so it should stay 0.
 	rejected atomic.Int64
@@ -222,7 +222,8 @@ func (ts *tokenSource) refresh(ctx context.Context, seen *issuedToken) (string, 
 }
 
 // call sends a request with ts's token and retries once with a new token
-// when Gatehouse answers 401, which happens when the token went stale.
+// when Gatehouse responds with 401, which happens when the token went
+// stale.
 func (g *gatehouse) call(ctx context.Context, ts *tokenSource, method, path string, body []byte, want int, out any) error {
 	token, err := ts.Token(ctx)
 	if err != nil {

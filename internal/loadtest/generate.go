@@ -45,8 +45,8 @@ type writtenPair struct {
 	subjectRelation   string
 }
 
-// orgPlan is what the generator needs to remember of an org while it plants
-// the lookup users.
+// orgPlan is the structure of one generated org, which plantLookupUsers
+// reads.
 type orgPlan struct {
 	id         string
 	users      []string
@@ -364,7 +364,7 @@ func (g *generator) randomProject(plan *orgPlan) string {
 // and 100,000 documents of the largest org: the first as a viewer of
 // single documents, the second of projects, the third of workspaces. Where
 // the org holds fewer documents than a target, the user sees as many as
-// it has. None of them sees more than its target, because Gatehouse
+// it has. No user is given more than its target, because Gatehouse
 // rejects a lookup that matches more than 100,000 resources.
 func (g *generator) plantLookupUsers() {
 	plan := g.bigOrg

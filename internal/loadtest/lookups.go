@@ -32,8 +32,8 @@ type lookupPage struct {
 	NextPageToken string   `json:"next_page_token"`
 }
 
-// gatehouseLookupPage asks for one page of the documents user can view, as
-// the app service.
+// gatehouseLookupPage requests one page of the documents that the user can
+// view, as the app service.
 func (r *run) gatehouseLookupPage(ctx context.Context, userID, pageToken string) (lookupPage, error) {
 	body, err := json.Marshal(lookupBody{
 		Subject: "user:" + userID, Permission: "view", ResourceType: typeDocument,

@@ -41,8 +41,8 @@ func createDatabase(ctx context.Context, adminURL, prefix string) (databaseURL, 
 }
 
 // analyzeDatabase refreshes the planner's statistics after a bulk load, as
-// an operator would after importing data; without it, PostgreSQL plans the
-// first queries on empty tables' statistics until autovacuum runs.
+// an operator would after importing data. Without it, PostgreSQL plans
+// queries with the statistics of empty tables until autovacuum runs.
 func analyzeDatabase(ctx context.Context, databaseURL string) (time.Duration, error) {
 	start := time.Now()
 	if err := execAdmin(ctx, databaseURL, "ANALYZE"); err != nil {

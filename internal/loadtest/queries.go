@@ -93,7 +93,7 @@ func GenerateQueries(ds *Dataset, oracle *Oracle, n int, seed int64) ([]CheckQue
 		}
 	}
 
-	// Interleave, then shuffle, so that no worker sees a run of one kind.
+	// Shuffle, so that no worker gets a run of allowed or denied queries.
 	queries := make([]CheckQuery, 0, n)
 	queries = append(queries, allows...)
 	queries = append(queries, denies...)

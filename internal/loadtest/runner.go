@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,13 +51,24 @@ func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wro
 	}
 }
 
-// closedLoop runs op from cfg.Workers workers, each starting its next
-// request as soon as the last one returns: first for cfg.Warmup, whose
-// requests count towards wrong answers and errors only, then for
-// cfg.Duration. It measures the whole process's peak RSS over both.
+// closedLoop runs op once alone, then from cfg.Workers workers, each
+// starting its next request as soon as the last one returns: first for
+// cfg.Warmup, whose requests count towards wrong answers and errors only,
+// then for cfg.Duration. It measures the whole process's peak RSS over all
+// of it.
 func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit string, cfg closedLoopConfig, op operation) Result {
+	// Return the memory that earlier scenarios left behind, so that the
+	// peak reflects this scenario.
+	debug.FreeOSMemory()
 	rssKnown := resetPeakRSS()
+
+	// The first request runs alone, so that its latency shows the cost
+	// of a request that no cache helps with.
+	began := time.Now()
+	ops, wrong, err := op(ctx, 0)
+	first := time.Since(began)
 	var warm counters
+	warm.record(logger, scenario, system, ops, wrong, err)
 	if cfg.Warmup > 0 {
 		deadline := time.Now().Add(cfg.Warmup)
 		runWorkers(ctx, cfg.Workers, func(worker int) {
@@ -103,6 +115,7 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 		Requests:     timed.requests.Load(),
 		WrongAnswers: warm.wrong.Load() + timed.wrong.Load(),
 		Errors:       warm.errors.Load() + timed.errors.Load(),
+		First:        first,
 	}
 	r.P50, r.P95, r.P99 = percentiles(all)
 	if rssKnown {
@@ -116,6 +129,7 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 // latency counts from the moment its request was due, so a request that
 // waited for a free slot, or for a late dispatcher, is charged the wait.
 func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, duration time.Duration, maxOutstanding int, op operation) Result {
+	debug.FreeOSMemory()
 	rssKnown := resetPeakRSS()
 	var c counters
 	var mu sync.Mutex

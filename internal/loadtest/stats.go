@@ -20,8 +20,10 @@ type Result struct {
 	Throughput float64
 
 	// P50, P95 and P99 are latencies of single requests (of a whole pass
-	// for the paging scenario).
+	// for the paging scenario). First is the latency of the scenario's
+	// first request, before the warm-up filled any cache.
 	P50, P95, P99 time.Duration
+	First         time.Duration
 
 	Requests     int64
 	WrongAnswers int64

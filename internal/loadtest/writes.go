@@ -94,7 +94,7 @@ func (r *run) verifyWrites(ctx context.Context, l *writeLog) (int64, error) {
 	return wrong, nil
 }
 
-// writeState is what a write scenario's workers share.
+// writeState is the state that a write scenario's workers share.
 type writeState struct {
 	seq      atomic.Int64
 	log      writeLog
