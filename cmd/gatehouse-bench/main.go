@@ -35,6 +35,7 @@ func run() int {
 
 	sizes := flag.String("sizes", "10k,100k,1m", "dataset sizes in relationships, comma-separated (k = 1,000, m = 1,000,000)")
 	datastores := flag.String("datastores", "memory,postgres", "datastores, comma-separated: memory, postgres (postgres needs "+databaseURLEnv+")")
+	maxMemorySize := flag.String("max-memory-size", "100k", "largest size run on the memory datastore, whose queries scan whole relations (0: no limit)")
 	workers := flag.Int("workers", 16, "concurrent clients of each closed-loop scenario")
 	lookupWorkers := flag.Int("lookup-workers", 4, "concurrent clients of each lookup scenario")
 	bulkWorkers := flag.Int("bulk-workers", 4, "concurrent clients of each bulk check scenario (100 checks per request)")
@@ -62,6 +63,14 @@ func run() int {
 	}
 	if *gatehouseLogs {
 		cfg.GatehouseLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "gatehouse")
+	}
+	if *maxMemorySize != "0" {
+		n, err := loadtest.ParseSize(*maxMemorySize)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		cfg.MaxMemorySize = n
 	}
 	for _, s := range splitList(*sizes) {
 		n, err := loadtest.ParseSize(s)

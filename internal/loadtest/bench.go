@@ -21,6 +21,11 @@ type Config struct {
 	// Datastores are "memory" and/or "postgres". Required.
 	Datastores []string
 
+	// MaxMemorySize is the largest size run on the memory datastore, whose
+	// every query scans all relationships of one type and relation, so
+	// that larger sizes would take hours. Zero or less means no limit.
+	MaxMemorySize int
+
 	// DatabaseURL names a PostgreSQL server and a role allowed to create
 	// databases; each size gets a fresh database there, dropped at the
 	// end. Required for "postgres". It is never logged or reported.
@@ -121,6 +126,9 @@ type Report struct {
 	Machine Machine
 	Runs    []*RunReport
 	Started time.Time
+
+	// Skipped lists the sizes and datastores that did not run, and why.
+	Skipped []string
 }
 
 // RunReport is the outcome for one size on one datastore.
@@ -217,6 +225,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, datastore := range cfg.Datastores {
 			if ctx.Err() != nil {
 				return report, ctx.Err()
+			}
+			if datastore == server.DatastoreMemory && cfg.MaxMemorySize > 0 && size > cfg.MaxMemorySize {
+				report.Skipped = append(report.Skipped, fmt.Sprintf("%s relationships on memory: larger than the memory limit of %s relationships (flag -max-memory-size)",
+					formatSize(size), formatSize(cfg.MaxMemorySize)))
+				cfg.Logger.Info("skipped: the memory datastore scans every relationship of a type and relation per query", "size", size, "max_memory_size", cfg.MaxMemorySize)
+				continue
 			}
 			r := &run{
 				cfg: cfg, logger: cfg.Logger.With("size", size, "datastore", datastore),

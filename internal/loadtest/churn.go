@@ -136,6 +136,7 @@ func (c *churn) grantLoop(ctx context.Context, projects []string) {
 			return
 		}
 		var grant struct {
+			ID        string    `json:"id"`
 			State     string    `json:"state"`
 			ExpiresAt time.Time `json:"expires_at"`
 		}
@@ -152,20 +153,34 @@ func (c *churn) grantLoop(ctx context.Context, projects []string) {
 			return
 		}
 		c.grantsEnded.Add(1)
-		c.verifyBefore(ctx, doc, subject, false, time.Time{})
+		if c.verifyBefore(ctx, doc, subject, false, time.Time{}) {
+			c.explainGrantEnd(ctx, grant.ID, grant.ExpiresAt)
+		}
 	}
+}
+
+// explainGrantEnd logs the state of a grant that a system still honoured
+// after its end, with the time since expires_at, to tell a late scheduler
+// from a stale cache.
+func (c *churn) explainGrantEnd(ctx context.Context, id string, expiresAt time.Time) {
+	var grant struct {
+		State string `json:"state"`
+	}
+	err := c.r.gh.call(ctx, c.r.admin, http.MethodGet, "/v1/grants/"+url.PathEscape(id), nil, http.StatusOK, &grant)
+	c.r.logger.Warn("an ended grant was still honoured", "grant", id, "state_now", grant.State,
+		"since_expires_at", time.Since(expiresAt).Round(time.Millisecond), "error", err)
 }
 
 // verifyBefore checks view on doc for subject through both systems and
 // counts each answer that differs from want. An answer that arrives after
 // validUntil (unless it is zero) is not compared, because want may no
-// longer hold by then.
-func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, want bool, validUntil time.Time) {
+// longer hold by then. It reports whether either system was wrong.
+func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, want bool, validUntil time.Time) (wrong bool) {
 	late := func() bool { return !validUntil.IsZero() && time.Now().After(validUntil) }
 	body, err := json.Marshal(checkBody{Subject: "user:" + subject, Permission: "view", Resource: doc.String()})
 	if err != nil {
 		c.fail(ctx, "encode check", err)
-		return
+		return false
 	}
 	var out struct {
 		Allowed bool `json:"allowed"`
@@ -178,6 +193,7 @@ func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, wa
 		c.late.Add(1)
 	case out.Allowed != want:
 		c.wrongGatehouse.Add(1)
+		wrong = true
 		c.r.logger.Warn("gatehouse contradicted an access change", "user", subject, "resource", doc.String(), "want", want)
 	default:
 		c.verifications.Add(1)
@@ -193,10 +209,12 @@ func (c *churn) verifyBefore(ctx context.Context, doc Object, subject string, wa
 		c.late.Add(1)
 	case hasPermission(resp.GetPermissionship()) != want:
 		c.wrongSpiceDB.Add(1)
+		wrong = true
 		c.r.logger.Warn("spicedb contradicted an access change", "user", subject, "resource", doc.String(), "want", want)
 	default:
 		c.verifications.Add(1)
 	}
+	return wrong
 }
 
 // maxLoggedChurnErrors is the number of errors logged per run; later ones

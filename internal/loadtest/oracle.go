@@ -20,9 +20,9 @@ func arrow(tupleset, target string) term { return term{name: target, tupleset: t
 // schemaPermissions mirrors the permissions of schema/gatehouse.zed, type
 // by type: each permission is the union of its terms, and a permission
 // with no terms is nil (never held). Names missing here are relations.
-// A change to the schema must be made here too; the cross-check against
-// SpiceDB before every run, and the unit test, fail when the two disagree
-// on the generated data.
+// A change to the schema must be made here too. The cross-check against
+// SpiceDB before every run fails when the two disagree on the generated
+// data, and so does the unit test.
 var schemaPermissions = map[string]map[string][]term{
 	typeGroup: {
 		"manage":  {self("admin"), arrow("org", "manage")},
@@ -83,8 +83,8 @@ type tupleSubject struct {
 	expires  time.Time
 }
 
-// Oracle answers checks and lookups on a Dataset by evaluating the schema
-// in Go, independently of SpiceDB. It is safe for concurrent use once
+// Oracle evaluates checks and lookups on a Dataset with a Go model of the
+// schema, independently of SpiceDB. It is safe for concurrent use once
 // built.
 type Oracle struct {
 	ds    *Dataset
@@ -155,9 +155,9 @@ func (o *Oracle) evalUncached(obj Object, name string, subject Object, memo map[
 		return false
 	}
 
-	// A relation: a direct subject matches itself, a userset (such as
-	// group:g#member) matches whoever holds that relation, and an expired
-	// relationship matches nobody.
+	// A relation. A direct subject matches itself, and a userset (such as
+	// group:g#member) matches every subject that holds its relation. An
+	// expired relationship matches no subject.
 	now := o.now()
 	for _, s := range o.index[obj][name] {
 		if !s.expires.IsZero() && !s.expires.After(now) {

@@ -40,7 +40,7 @@ var resourceTypeWeights = []struct {
 }
 
 // GenerateQueries returns n check queries on ds, half of them allowed and
-// half denied by the oracle; about two in five denies ask about a user of
+// half denied by the oracle. About a third of the denies name a user of
 // another org or of none. The same seed gives the same queries.
 func GenerateQueries(ds *Dataset, oracle *Oracle, n int, seed int64) ([]CheckQuery, QueryMix, error) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x717565726965))
@@ -57,9 +57,9 @@ func GenerateQueries(ds *Dataset, oracle *Oracle, n int, seed int64) ([]CheckQue
 		resourceOrg := ds.OrgOf[resource]
 		q := CheckQuery{Permission: checkPermissions[rng.IntN(len(checkPermissions))], Resource: resource}
 
-		// Half the time a user named by a role on the resource or above it,
-		// who is likely allowed; otherwise a user of the same org, of
-		// another org, or of none, who is likely denied.
+		// Half the time, pick a user named by a role on the resource or
+		// above it, who is likely allowed. Otherwise pick a user of the
+		// same org, of another org or of none, who is likely denied.
 		switch p := rng.Float64(); {
 		case p < 0.5:
 			named := oracle.namedUsers(resource)

@@ -37,13 +37,13 @@ type RawSpiceDB struct {
 const rawDispatchCacheCost = "64MiB"
 
 // StartRawSpiceDB starts SpiceDB's own server (pkg/cmd/server) on ds with
-// the settings Gatehouse's engine uses (dispatch cache of the same cost,
-// relationship expiration, the same lookup limit), except that it serves
-// the v1 API on 127.0.0.1 TCP behind a preshared key instead of an
-// in-memory listener. The HTTP gateway, the metrics API, the dispatch
-// server and telemetry are off, so nothing leaves loopback. Stopping it
-// leaves ds open: SpiceDB wraps a datastore it did not create in a proxy
-// whose Close does nothing.
+// the settings of Gatehouse's engine: a dispatch cache of the same cost,
+// relationship expiration and the same lookup limit. Unlike the engine, it
+// serves the v1 API on 127.0.0.1 TCP behind a random preshared key. The
+// HTTP gateway, the metrics API, the dispatch server and telemetry are
+// off, so nothing leaves loopback. Stopping it leaves ds open, because
+// SpiceDB wraps a datastore it did not create in a proxy whose Close does
+// nothing.
 func StartRawSpiceDB(ctx context.Context, ds datastore.Datastore) (*RawSpiceDB, error) {
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
@@ -107,7 +107,7 @@ func StartRawSpiceDB(ctx context.Context, ds datastore.Datastore) (*RawSpiceDB, 
 	return r, nil
 }
 
-// waitReady reads the schema until the server answers, for at most 30
+// waitReady reads the schema until the server responds, for at most 30
 // seconds.
 func (r *RawSpiceDB) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -119,7 +119,7 @@ func (r *RawSpiceDB) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("spicedb on %s did not answer within 30s: %w", r.Addr, err)
+			return fmt.Errorf("spicedb on %s did not respond within 30s: %w", r.Addr, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
