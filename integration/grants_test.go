@@ -9,7 +9,7 @@ package integration
 
 import (
 	"context"
-	"github.com/gatehouse-authz/gatehouse/internal/grants"
+	"github.com/gatehouse-authz/gatehouse/internal/expiry"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,8 +178,8 @@ func grWaitState(t *testing.T, c *caller, id, want string, limit time.Duration) 
 
 // grWantEnd checks subject's permission on resource repeatedly until a
 // second after end, with warm caches. Every check that returned before
-// end - grants.EndLead must be allowed, and every check sent after end must
-// be denied: the scheduler deletes the grant's relationships EndLead early,
+// end - expiry.MaxLead must be allowed, and every check sent after end must
+// be denied: the scheduler deletes the grant's relationships up to that early,
 // so that no result SpiceDB cached before the end outlives it. Checks in
 // between may go either way. It returns how many checks ran on each side of
 // that window, so that callers can make sure both sides were seen.
@@ -190,7 +190,7 @@ func grWantEnd(t *testing.T, c *caller, subject, permission, resource string, en
 		got := c.allowed(t, subject, permission, resource)
 		returned := time.Now()
 		switch {
-		case returned.Before(end.Add(-grants.EndLead)):
+		case returned.Before(end.Add(-expiry.MaxLead)):
 			early++
 			if !got {
 				t.Fatalf("check of %s on %s denied at %v, %v before the end; want allowed",
@@ -501,8 +501,8 @@ func TestGrantMakesTokensStale(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 
-		// So does the end. The scheduler ends the grant grants.EndLead
-		// before expires_at, raising bob's version before and after it
+		// So does the end. The scheduler ends the grant up to
+		// expiry.MaxLead before expires_at, raising bob's version before and after it
 		// deletes the relationships, so a token exchanged between the two
 		// raises may still view until expires_at; after it, none does.
 		exPollRejected(t, g, bob.token, 5*time.Second)

@@ -125,11 +125,11 @@ func (p *Postgres) Due(ctx context.Context, now, endBy time.Time, limit int) (st
 	return starts, ends, nil
 }
 
-func (p *Postgres) Next(ctx context.Context) (time.Time, bool, error) {
+func (p *Postgres) Next(ctx context.Context, lead time.Duration) (time.Time, bool, error) {
 	var next *time.Time
 	err := p.pool.QueryRow(ctx, `SELECT least(
 		(SELECT min(not_before) FROM grants WHERE state = 'scheduled'),
-		(SELECT min(expires_at) FROM grants WHERE state = 'active') - $1::interval)`, EndLead.String()).Scan(&next)
+		(SELECT min(expires_at) FROM grants WHERE state = 'active') - $1::interval)`, lead.String()).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("read next grant change: %w", err)
 	}

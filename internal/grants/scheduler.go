@@ -15,18 +15,6 @@ import (
 // instance.
 const Tick = time.Second
 
-// EndLead is how long before a grant's end the scheduler deletes its
-// relationships. SpiceDB v1.56.2 caches check results by datastore
-// revision, and an expiring relationship creates no new revision when it
-// expires, so a result cached just before the end could be served after it
-// until the next write. Deleting early makes access end at ExpiresAt at the
-// latest while the scheduler keeps up.
-//
-// NOTE: a scheduler more than EndLead late (an overloaded or stopped
-// instance) leaves that window open until it catches up; the relationship's
-// own expiration still denies every check that misses the cache.
-const EndLead = 250 * time.Millisecond
-
 // batchSize bounds the grants one round starts and ends.
 const batchSize = 100
 
@@ -37,11 +25,15 @@ const sweepEvery = time.Minute
 // Run starts and ends grants until ctx ends. With PostgreSQL, one instance
 // at a time does the work; the others skip that round.
 //
-// NOTE: ending grants on time matters beyond bookkeeping. SpiceDB v1.56.2
-// keys its dispatch cache by datastore revision only, so the result of a
-// check made before expires_at is returned again from the cache afterwards,
-// at the same revision, until some write creates a new one. The write that ends a
-// grant is such a write; until it commits, a warm cache can still allow.
+// Grants end ahead of expires_at, by the lead that package expiry keeps
+// from how long recent ends took: SpiceDB's dispatch cache and Gatehouse's
+// result cache both serve a result cached before expires_at until a write
+// makes a new revision, and the write that ends a grant is such a write.
+//
+// NOTE: a scheduler later than the lead (a stopped instance, or one whose
+// writes suddenly take longer than twice the slowest recent one) leaves a
+// cached allow in place until its write commits; the relationship's own
+// expiration still denies every check that misses the caches.
 func (s *Service) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -85,7 +77,7 @@ func (s *Service) Run(ctx context.Context) {
 // began but is still pending (because its start or end failed) waits a
 // Tick, so that a failing grant cannot make the scheduler spin.
 func (s *Service) untilNext(ctx context.Context, roundStart time.Time) time.Duration {
-	next, ok, err := s.store.Next(ctx)
+	next, ok, err := s.store.Next(ctx, s.lead.Duration())
 	if err != nil || !ok || !next.After(roundStart) {
 		return Tick
 	}
@@ -105,7 +97,7 @@ func (s *Service) RunOnce(ctx context.Context, sweep bool) error {
 // next round because it handled a full batch.
 func (s *Service) runOnce(ctx context.Context, sweep bool) (full bool, err error) {
 	now := s.now()
-	starts, ends, err := s.store.Due(ctx, now, now.Add(EndLead), batchSize)
+	starts, ends, err := s.store.Due(ctx, now, now.Add(s.lead.Duration()), batchSize)
 	if err != nil {
 		return false, err
 	}
@@ -183,6 +175,8 @@ func (s *Service) start(ctx context.Context, g Grant) error {
 // deletes the expired relationships. A grant whose resource is gone is
 // revoked instead.
 func (s *Service) expire(ctx context.Context, g Grant) error {
+	began := s.now()
+	defer func() { s.lead.Observe(s.now().Sub(began)) }()
 	exists, err := s.authz.Engine().Exists(ctx, g.Resource)
 	if err != nil {
 		return err

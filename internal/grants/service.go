@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/expiry"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
@@ -32,6 +33,7 @@ type Service struct {
 	config Config
 	logger *slog.Logger
 	now    func() time.Time
+	lead   expiry.Lead // how early the scheduler ends grants
 }
 
 // New returns a Service that keeps grants in store and applies them through

@@ -67,8 +67,9 @@ type Store interface {
 	Due(ctx context.Context, now, endBy time.Time, limit int) (starts, ends []Grant, err error)
 
 	// Next returns the earliest NotBefore of a scheduled grant and
-	// ExpiresAt of an active grant, and false when there is none.
-	Next(ctx context.Context) (time.Time, bool, error)
+	// ExpiresAt minus lead of an active grant, and false when there is
+	// none.
+	Next(ctx context.Context, lead time.Duration) (time.Time, bool, error)
 
 	// Exclusively runs fn unless another instance runs it at the moment,
 	// and reports whether fn ran.
@@ -155,7 +156,7 @@ func (m *Memory) Due(ctx context.Context, now, endBy time.Time, limit int) (star
 	return starts, ends, nil
 }
 
-func (m *Memory) Next(ctx context.Context) (time.Time, bool, error) {
+func (m *Memory) Next(ctx context.Context, lead time.Duration) (time.Time, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var next time.Time
@@ -165,7 +166,7 @@ func (m *Memory) Next(ctx context.Context) (time.Time, bool, error) {
 		case StateScheduled:
 			due = g.NotBefore
 		case StateActive:
-			due = g.ExpiresAt.Add(-EndLead)
+			due = g.ExpiresAt.Add(-lead)
 		default:
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/expiry"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
@@ -150,6 +151,7 @@ type Service struct {
 	interval time.Duration
 	failures *limiter
 	misses   prometheus.Counter
+	lead     expiry.Lead // how early the scheduler ends links
 }
 
 // New returns a Service.

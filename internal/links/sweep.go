@@ -10,23 +10,17 @@ import (
 // inspects per kind.
 const sweepBatch = 200
 
-// expiryTick is how often Run looks for links near their end, and
-// expiryLead how long before expires_at it ends them.
+// expiryTick is how often Run looks for links near their end. Run ends
+// them ahead of expires_at, by the lead that package expiry keeps from how
+// long recent ends took: SpiceDB's dispatch cache and Gatehouse's result
+// cache both serve a result cached before expires_at until a write makes a
+// new revision, and ending a link is such a write. Anonymous checks compare
+// expires_at with the clock themselves and end on time regardless.
 //
-// SpiceDB v1.56.2 keys its dispatch cache by datastore revision, and an
-// expiring relationship creates no new revision when it expires. So a check
-// that allowed before expires_at could be served again from the cache
-// afterwards, until a write creates a new revision. Ending a link (a write)
-// up to expiryLead early makes access end at expires_at at the latest while
-// the scheduler keeps up. Anonymous checks compare expires_at with the clock
-// themselves and end on time regardless.
-//
-// NOTE: a scheduler more than expiryLead late (an overloaded or stopped
-// instance) leaves that window open until it catches up.
-const (
-	expiryTick = 100 * time.Millisecond
-	expiryLead = 250 * time.Millisecond
-)
+// NOTE: a scheduler later than the lead (a stopped instance, or writes that
+// suddenly take longer than twice the slowest recent one) leaves a cached
+// allow in place until its write commits.
+const expiryTick = 100 * time.Millisecond
 
 // Run ends expired links every expiryTick, and looks for links whose
 // resource was deleted every SweepInterval, until ctx ends. On PostgreSQL
@@ -93,13 +87,15 @@ func (s *Service) sweepAll(ctx context.Context) error {
 }
 
 func (s *Service) endExpired(ctx context.Context) error {
-	expired, err := s.store.Expired(ctx, s.now().Add(expiryLead), sweepBatch)
+	expired, err := s.store.Expired(ctx, s.now().Add(s.lead.Duration()), sweepBatch)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, l := range expired {
+		began := s.now()
 		errs = append(errs, s.end(ctx, l, StateExpired))
+		s.lead.Observe(s.now().Sub(began))
 	}
 	return errors.Join(errs...)
 }
