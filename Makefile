@@ -44,7 +44,8 @@ bench:
 		trap 'scripts/test-postgres.sh stop' EXIT; \
 		eval "$$(scripts/test-postgres.sh start)"; \
 	fi; \
-	$(GO) run ./cmd/gatehouse-bench $(BENCH_FLAGS) -out $(BENCH_OUT)
+	$(GO) run ./cmd/gatehouse-bench $(BENCH_FLAGS) -out $(BENCH_OUT) \
+		-label "commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet HEAD 2>/dev/null || echo ' with local changes')"
 
 clean:
 	rm -rf bin

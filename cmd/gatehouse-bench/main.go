@@ -46,6 +46,7 @@ func run() int {
 	openLoop := flag.Float64("open-loop-fraction", 0.7, "share of the measured peak check throughput offered in the open-loop scenario")
 	changeInterval := flag.Duration("change-interval", 500*time.Millisecond, "pause between background access changes during the check scenarios")
 	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
+	label := flag.String("label", "", "what was measured, such as a commit, shown at the top of the report")
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
 	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the check scenario of each system, one per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
@@ -59,7 +60,7 @@ func run() int {
 		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
 		PagingTimeout: *pagingTimeout, Queries: *queries, OpenLoopFraction: *openLoop,
-		ChangeInterval: *changeInterval, Seed: *seed, CPUProfileDir: *cpuProfile, Logger: logger,
+		ChangeInterval: *changeInterval, Seed: *seed, Label: *label, CPUProfileDir: *cpuProfile, Logger: logger,
 	}
 	if *gatehouseLogs {
 		cfg.GatehouseLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "gatehouse")

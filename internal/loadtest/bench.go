@@ -64,6 +64,10 @@ type Config struct {
 	// Seed makes the dataset and the queries reproducible. Default: 1.
 	Seed int64
 
+	// Label names what was measured in the report's first line, such as a
+	// commit. Default: none.
+	Label string
+
 	// CPUProfileDir, when set, receives a CPU profile of the single-check
 	// scenario of each system, for each size and datastore.
 	CPUProfileDir string

@@ -79,6 +79,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b := &strings.Builder{}
 	cfg := r.Config
 	fmt.Fprintf(b, "# Gatehouse and SpiceDB side by side\n\n")
+	if cfg.Label != "" {
+		fmt.Fprintf(b, "Measured: %s.\n\n", cfg.Label)
+	}
 	fmt.Fprintf(b, "Run on %s with `gatehouse-bench`: %d workers per closed-loop scenario (%d for lookups, %d for bulk checks), %s warm-up and %s measured per scenario, seed %d, %d distinct check queries.\n\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), cfg.Workers, cfg.LookupWorkers, cfg.BulkWorkers, cfg.Warmup, cfg.Duration, cfg.Seed, cfg.Queries)
 	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the same process, on the same datastore object as Gatehouse, " +
@@ -171,7 +174,7 @@ func find(run *RunReport, scenario, system string) *Result {
 
 func writeSummary(b *strings.Builder, r *Report) {
 	b.WriteString("## Summary\n\n### Ratios\n\n")
-	b.WriteString("| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | open-loop p99 at 70% of peak |\n")
+	fmt.Fprintf(b, "| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | open-loop p99 at %.0f%% of peak |\n", 100*r.Config.OpenLoopFraction)
 	b.WriteString("|---|---|---:|---:|---:|\n")
 	for _, run := range r.Runs {
 		raw, gh, bulk := find(run, scenarioCheck, systemSpiceDB), find(run, scenarioCheck, systemGatehouse), find(run, scenarioBulk, systemGatehouse)
@@ -185,6 +188,7 @@ func writeSummary(b *strings.Builder, r *Report) {
 		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s |\n", formatSize(run.Size), run.Datastore, gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput, p99)
 	}
 
+	writeTarget(b, r)
 	writeGrowth(b, r)
 
 	b.WriteString("\n### Load times\n\n| size | datastore | relationships | generate | load | ANALYZE |\n|---|---|---:|---:|---:|---:|\n")
@@ -209,6 +213,31 @@ func writeSummary(b *strings.Builder, r *Report) {
 	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
 		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GoVersion, m.OS, m.Arch)
 	fmt.Fprintf(b, "Wrong answers in total: **%d**.\n", r.WrongAnswers())
+}
+
+// openLoopTarget is the p99 latency that Gatehouse's single checks should
+// stay under at 70% of their peak throughput, on 1M relationships on
+// PostgreSQL.
+const openLoopTarget = 10 * time.Millisecond
+
+func writeTarget(b *strings.Builder, r *Report) {
+	fmt.Fprintf(b, "\nTarget: a p99 under %s for Gatehouse checks at 70%% of the peak on 1m relationships on PostgreSQL. ", formatDuration(openLoopTarget))
+	if r.Config.OpenLoopFraction != 0.7 {
+		fmt.Fprintf(b, "This run offered %.0f%% of the peak instead, so the target does not apply.\n", 100*r.Config.OpenLoopFraction)
+		return
+	}
+	for _, run := range r.Runs {
+		if run.Datastore != server.DatastorePostgres || run.Size < 1000000 || run.OpenLoop == nil {
+			continue
+		}
+		verdict := "missed"
+		if run.OpenLoop.P99 < openLoopTarget {
+			verdict = "met"
+		}
+		fmt.Fprintf(b, "On %s relationships: p99 %s at %.0f checks/s offered, so the target was %s.\n", formatSize(run.Size), formatDuration(run.OpenLoop.P99), run.OpenLoopRate, verdict)
+		return
+	}
+	b.WriteString("This run had no such size.\n")
 }
 
 // writeGrowth compares each scenario's throughput and p99 at the smallest
