@@ -26,7 +26,7 @@ type BulkResult struct {
 // SpiceDB evaluates the rest fully consistently, in one call.
 func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency Consistency) ([]BulkResult, error) {
 	if e.results == nil || consistency.Token != "" {
-		return e.checkBulkAPI(ctx, reqs, consistency.proto())
+		return e.checkBulkAPI(ctx, reqs, consistency)
 	}
 	state, err := e.results.current(ctx)
 	if err != nil {
@@ -46,8 +46,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	if len(missed) == 0 {
 		return results, nil
 	}
-	full := Consistency{}.proto()
-	evaluated, err := e.checkBulkAPI(ctx, missed, full)
+	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{})
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +59,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 			return nil, fmt.Errorf("bulk check: read datastore state: %w: %w", ErrUnavailable, err)
 		}
 		if now != state {
-			return e.checkBulkAPI(ctx, reqs, full)
+			return e.checkBulkAPI(ctx, reqs, Consistency{})
 		}
 	}
 	for n, r := range evaluated {
@@ -79,7 +78,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 // one call. Each request's own Consistency is ignored.
 func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResult, error) {
 	if e.results == nil {
-		return e.checkBulkAPI(ctx, reqs, Consistency{}.proto())
+		return e.checkBulkAPI(ctx, reqs, Consistency{})
 	}
 	state, err := e.results.current(ctx)
 	if err != nil {
@@ -99,7 +98,7 @@ func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResu
 	if len(missed) == 0 {
 		return results, nil
 	}
-	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{}.proto())
+	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +111,11 @@ func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResu
 	return results, nil
 }
 
-func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, consistency *v1.Consistency) ([]BulkResult, error) {
+func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, c Consistency) ([]BulkResult, error) {
+	consistency, err := e.consistencyFor(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("bulk check: %w", err)
+	}
 	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
 	for i, r := range reqs {
 		items[i] = &v1.CheckBulkPermissionsRequestItem{
@@ -173,7 +176,7 @@ type LookupResourcesRequest struct {
 // changes reads it from SpiceDB once.
 func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest, max int) (ids []string, truncated bool, err error) {
 	if e.results == nil || req.Consistency.Token != "" {
-		return e.lookupResources(ctx, req, req.Consistency.proto(), max)
+		return e.lookupResources(ctx, req, req.Consistency, max)
 	}
 	state, err := e.results.current(ctx)
 	if err != nil {
@@ -184,7 +187,7 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	if set, ok := e.results.getSet(key); ok {
 		return set.ids, set.truncated, nil
 	}
-	ids, truncated, err = e.lookupResources(ctx, req, Consistency{}.proto(), max)
+	ids, truncated, err = e.lookupResources(ctx, req, Consistency{}, max)
 	if err != nil {
 		return nil, false, err
 	}
@@ -192,7 +195,11 @@ func (e *Engine) LookupResources(ctx context.Context, req LookupResourcesRequest
 	return ids, truncated, nil
 }
 
-func (e *Engine) lookupResources(ctx context.Context, req LookupResourcesRequest, consistency *v1.Consistency, max int) (ids []string, truncated bool, err error) {
+func (e *Engine) lookupResources(ctx context.Context, req LookupResourcesRequest, c Consistency, max int) (ids []string, truncated bool, err error) {
+	consistency, err := e.consistencyFor(ctx, c)
+	if err != nil {
+		return nil, false, fmt.Errorf("lookup resources: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -247,8 +254,12 @@ func (e *Engine) LookupSubjects(ctx context.Context, req LookupSubjectsRequest, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	consistency, err := e.consistencyFor(ctx, req.Consistency)
+	if err != nil {
+		return nil, false, fmt.Errorf("lookup subjects: %w", err)
+	}
 	stream, err := e.Permissions.LookupSubjects(ctx, &v1.LookupSubjectsRequest{
-		Consistency:             req.Consistency.proto(),
+		Consistency:             consistency,
 		Resource:                objectRef(req.Resource),
 		Permission:              req.Permission,
 		SubjectObjectType:       req.SubjectType,

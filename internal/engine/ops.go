@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"github.com/authzed/spicedb/pkg/datalayer"
 	"github.com/authzed/spicedb/pkg/embedded"
+	"github.com/authzed/spicedb/pkg/zedtoken"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,6 +45,29 @@ type Consistency struct {
 	// MinimizeLatency allows a cached, possibly stale snapshot (a few
 	// seconds old at most, set by the datastore's revision quantization).
 	MinimizeLatency bool
+}
+
+// consistencyFor returns what to ask SpiceDB for to read at c. Full
+// consistency becomes the exact head revision, read from the datastore
+// itself: SpiceDB's own fully consistent reads share any head revision read
+// already in flight (its datastore proxy deduplicates them), and that one
+// may have started before a write that has since returned.
+func (e *Engine) consistencyFor(ctx context.Context, c Consistency) (*v1.Consistency, error) {
+	if c.Token != "" || c.MinimizeLatency {
+		return c.proto(), nil
+	}
+	rev, err := e.ds.HeadRevision(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read head revision: %w: %w", ErrUnavailable, err)
+	}
+	if rev.Revision == nil {
+		return nil, fmt.Errorf("read head revision: %w: datastore has no revision", ErrUnavailable)
+	}
+	token, err := zedtoken.NewFromRevision(ctx, rev.Revision, datalayer.SchemaHash(rev.SchemaHash), e.ds)
+	if err != nil {
+		return nil, fmt.Errorf("encode head revision: %w", err)
+	}
+	return &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}, nil
 }
 
 func (c Consistency) proto() *v1.Consistency {
@@ -88,7 +113,7 @@ type Decision struct {
 // (fresher than MinimizeLatency requires) and the result is cached.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
 	if e.results == nil || req.Consistency.Token != "" {
-		return e.checkAPI(ctx, req, req.Consistency.proto())
+		return e.checkAPI(ctx, req, req.Consistency)
 	}
 	state, err := e.results.current(ctx)
 	if err != nil {
@@ -98,9 +123,9 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	if d, ok := e.results.get(key); ok {
 		return d, nil
 	}
-	// SpiceDB reads a snapshot at least as fresh as state, so the result
-	// is valid in state as long as state is current.
-	d, err := e.checkAPI(ctx, req, Consistency{}.proto())
+	// SpiceDB reads the head revision read after state, so the result is
+	// valid in state for as long as state is current.
+	d, err := e.checkAPI(ctx, req, Consistency{})
 	if err != nil {
 		return Decision{}, err
 	}
@@ -108,7 +133,11 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	return d, nil
 }
 
-func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, consistency *v1.Consistency) (Decision, error) {
+func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, c Consistency) (Decision, error) {
+	consistency, err := e.consistencyFor(ctx, c)
+	if err != nil {
+		return Decision{}, fmt.Errorf("check: %w", err)
+	}
 	resp, err := e.Permissions.CheckPermission(ctx, &v1.CheckPermissionRequest{
 		Consistency: consistency,
 		Resource:    objectRef(req.Resource),
@@ -177,8 +206,12 @@ func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilt
 // consistency, starting after cursor (nil for the first page). It returns the
 // cursor of the last relationship, or nil when fewer than limit matched.
 func (e *Engine) Read(ctx context.Context, filter *v1.RelationshipFilter, limit uint32, cursor *v1.Cursor) ([]*v1.Relationship, *v1.Cursor, error) {
+	consistency, err := e.consistencyFor(ctx, Consistency{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read relationships: %w", err)
+	}
 	stream, err := e.Permissions.ReadRelationships(ctx, &v1.ReadRelationshipsRequest{
-		Consistency:        Consistency{}.proto(),
+		Consistency:        consistency,
 		RelationshipFilter: filter,
 		OptionalLimit:      limit,
 		OptionalCursor:     cursor,
