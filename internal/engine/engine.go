@@ -46,11 +46,12 @@ type Config struct {
 	// or a share of memory ("10%"). Default: "64MiB".
 	DispatchCacheMaxCost string
 
-	// ResultCacheSize bounds the check result cache, in results. The cache
-	// keeps each result under the datastore state it was evaluated in, so
-	// it never serves a result older than the consistency asked for.
-	// Negative turns it off. Default: DefaultResultCacheSize.
-	ResultCacheSize int
+	// ResultCacheBytes bounds the check result cache and the lookup result
+	// cache, each, in estimated bytes. The caches keep each result under the
+	// datastore state it was evaluated in, so they never serve a result
+	// older than the consistency asked for. Negative turns them off.
+	// Default: DefaultResultCacheBytes.
+	ResultCacheBytes int
 
 	// PostgresURL is the URL of the PostgreSQL database of Datastore, if
 	// it is SpiceDB's PostgreSQL datastore. The result cache then reads
@@ -158,9 +159,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.schemaWritten.Store(true)
 
-	if size := cfg.ResultCacheSize; size >= 0 {
+	if size := cfg.ResultCacheBytes; size >= 0 {
 		if size == 0 {
-			size = DefaultResultCacheSize
+			size = DefaultResultCacheBytes
 		}
 		states, err := e.stateReader(ctx, cfg.PostgresURL)
 		if err != nil {

@@ -139,7 +139,7 @@ func TestRejectedSchemaStopsStart(t *testing.T) {
 func BenchmarkCheck(b *testing.B) {
 	cached := startEngine(b, engine.Config{})
 	seed(b, cached)
-	uncached := startEngine(b, engine.Config{Datastore: cached.Datastore(), ResultCacheSize: -1})
+	uncached := startEngine(b, engine.Config{Datastore: cached.Datastore(), ResultCacheBytes: -1})
 	benchmarkCheckPaths(b, cached, uncached)
 }
 
@@ -156,7 +156,7 @@ func BenchmarkCheckPostgres(b *testing.B) {
 	b.Cleanup(func() { ds.Close() })
 	cached := startEngine(b, engine.Config{Datastore: ds, PostgresURL: url})
 	seed(b, cached)
-	uncached := startEngine(b, engine.Config{Datastore: ds, ResultCacheSize: -1})
+	uncached := startEngine(b, engine.Config{Datastore: ds, ResultCacheBytes: -1})
 	benchmarkCheckPaths(b, cached, uncached)
 }
 

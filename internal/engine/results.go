@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -12,13 +13,15 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
-// DefaultResultCacheSize is the number of check results an Engine keeps
-// when Config.ResultCacheSize is zero.
-const DefaultResultCacheSize = 1 << 18
+// DefaultResultCacheBytes is the memory, in estimated bytes, that an
+// Engine's check result cache and its lookup result cache may each use
+// when Config.ResultCacheBytes is zero.
+const DefaultResultCacheBytes = 64 << 20
 
-// maxCachedIDs bounds the resource ids that cached lookup results hold in
-// all, about 40 MiB for ids of 20 bytes.
-const maxCachedIDs = 1 << 20
+// entryOverhead estimates the bytes of one cache entry besides its
+// strings: the key and value structs, string headers and the cache's own
+// node.
+const entryOverhead = 200
 
 // maxResultAge bounds how long a result stays cached while nothing
 // changes, well inside the datastore's garbage collection window, so that
@@ -60,17 +63,18 @@ type resultCache struct {
 	lookups *prometheus.CounterVec
 }
 
-func newResultCache(states stateReader, size int, registry prometheus.Registerer) (*resultCache, error) {
+func newResultCache(states stateReader, bytes int, registry prometheus.Registerer) (*resultCache, error) {
 	results, err := otter.New(&otter.Options[resultKey, Decision]{
-		MaximumSize:      size,
+		MaximumWeight:    uint64(bytes),
+		Weigher:          weighResult,
 		ExpiryCalculator: otter.ExpiryWriting[resultKey, Decision](maxResultAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create check result cache: %w", err)
 	}
 	sets, err := otter.New(&otter.Options[lookupKey, *resourceSet]{
-		MaximumWeight:    maxCachedIDs,
-		Weigher:          func(_ lookupKey, set *resourceSet) uint32 { return uint32(len(set.ids)) + 1 },
+		MaximumWeight:    uint64(bytes),
+		Weigher:          weighSet,
 		ExpiryCalculator: otter.ExpiryWriting[lookupKey, *resourceSet](maxResultAge),
 	})
 	if err != nil {
@@ -132,6 +136,24 @@ func (c *resultCache) get(key resultKey) (Decision, bool) {
 }
 
 func (c *resultCache) put(key resultKey, d Decision) { c.results.Set(key, d) }
+
+// weighResult estimates the bytes that one cached check result takes.
+func weighResult(k resultKey, d Decision) uint32 {
+	n := entryOverhead + len(k.state) + len(k.resource.Type) + len(k.resource.ID) + len(k.permission) +
+		len(k.subject.Type) + len(k.subject.ID) + len(k.subjectRelation) + len(d.Token)
+	return uint32(min(n, math.MaxUint32))
+}
+
+// weighSet estimates the bytes that one cached lookup result takes.
+func weighSet(k lookupKey, set *resourceSet) uint32 {
+	r := k.request
+	n := entryOverhead + len(k.state) + len(r.ResourceType) + len(r.Permission) +
+		len(r.Subject.Type) + len(r.Subject.ID) + len(r.SubjectRelation)
+	for _, id := range set.ids {
+		n += 16 + len(id)
+	}
+	return uint32(min(n, math.MaxUint32))
+}
 
 func keyOf(state string, req CheckRequest) resultKey {
 	return resultKey{

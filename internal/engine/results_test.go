@@ -39,7 +39,7 @@ func startEngine(tb testing.TB, cfg engine.Config) *engine.Engine {
 
 func memoryInstances(tb testing.TB, cacheSize int) instances {
 	reg := prometheus.NewRegistry()
-	a := startEngine(tb, engine.Config{Registry: reg, ResultCacheSize: cacheSize})
+	a := startEngine(tb, engine.Config{Registry: reg, ResultCacheBytes: cacheSize})
 	b := startEngine(tb, engine.Config{Datastore: a.Datastore()})
 	return instances{a: a, b: b, metrics: reg}
 }
