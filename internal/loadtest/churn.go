@@ -101,12 +101,17 @@ func (c *churn) roleLoop(ctx context.Context, projects []string) {
 		subject := fmt.Sprintf("dev|churn-role-%d", i%8)
 		path := "/v1/resources/project/" + url.PathEscape(project) + "/members/" + url.PathEscape("user:"+subject)
 
-		if err := c.r.gh.call(ctx, c.r.admin, http.MethodPut, path, []byte(`{"role":"viewer"}`), http.StatusOK, nil); err != nil {
+		var given struct {
+			ConsistencyToken string `json:"consistency_token"`
+		}
+		if err := c.r.gh.call(ctx, c.r.admin, http.MethodPut, path, []byte(`{"role":"viewer"}`), http.StatusOK, &given); err != nil {
 			c.fail(ctx, "give role", err)
 			continue
 		}
 		c.roleChanges.Add(1)
-		c.verify(ctx, doc, subject, true)
+		if c.verify(ctx, doc, subject, true) {
+			c.explainRoleChange(ctx, doc, subject, given.ConsistencyToken)
+		}
 
 		if err := c.r.gh.call(ctx, c.r.admin, http.MethodDelete, path, nil, http.StatusNoContent, nil); err != nil {
 			c.fail(ctx, "remove role", err)
@@ -152,6 +157,32 @@ func (c *churn) grantLoop(ctx context.Context, projects []string) {
 			c.explainGrantEnd(ctx, grant.ID, grant.ExpiresAt)
 		}
 	}
+}
+
+// explainRoleChange checks again, through Gatehouse, a role that a system
+// did not honour right after it was given: once with the write's
+// consistency token and once fully consistent. It logs both answers, to
+// tell a stale cache from a lost write.
+func (c *churn) explainRoleChange(ctx context.Context, doc Object, subject, token string) {
+	check := func(body map[string]string) string {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err.Error()
+		}
+		var out struct {
+			Allowed bool `json:"allowed"`
+		}
+		if err := c.r.gh.call(ctx, c.r.app, http.MethodPost, "/v1/check", data, http.StatusOK, &out); err != nil {
+			return err.Error()
+		}
+		return fmt.Sprint(out.Allowed)
+	}
+	body := map[string]string{"subject": "user:" + subject, "permission": "view", "resource": doc.String()}
+	again := check(body)
+	body["consistency_token"] = token
+	withToken := check(body)
+	c.r.logger.Warn("a role just given was not honoured; checked again through gatehouse",
+		"user", subject, "resource", doc.String(), "allowed_fully_consistent", again, "allowed_at_write_token", withToken)
 }
 
 // explainGrantEnd logs the state of a grant that a system still honoured

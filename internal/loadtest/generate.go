@@ -68,8 +68,8 @@ type workspacePlan struct {
 // as Gatehouse writes it when it creates one, so Gatehouse treats them all
 // as existing.
 func Generate(cfg GenerateConfig) (*Dataset, error) {
-	if cfg.Relationships < 500 {
-		return nil, fmt.Errorf("a dataset needs at least 500 relationships, not %d", cfg.Relationships)
+	if cfg.Relationships < 200 {
+		return nil, fmt.Errorf("a dataset needs at least 200 relationships, not %d", cfg.Relationships)
 	}
 	g := &generator{
 		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6761746568)),
