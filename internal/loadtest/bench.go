@@ -324,6 +324,7 @@ func (r *run) execute(ctx context.Context) (err error) {
 	}
 
 	r.runChecks(ctx)
+	r.runRepeatedChecks(ctx)
 	r.runLookups(ctx)
 	if err := r.runWrites(ctx); err != nil {
 		return err
@@ -387,6 +388,7 @@ func (r *run) closedLoop(ctx context.Context, scenario, sameAs, system, unit str
 // Scenario names, as the report shows them.
 const (
 	scenarioCheck       = "check"
+	scenarioRepeated    = "check, 500 repeated questions, no writes"
 	scenarioBulk        = "bulk check (100 per request)"
 	scenarioOpenLoop    = "check, open loop"
 	scenarioCreate      = "create a document with an owner"
@@ -427,6 +429,15 @@ func (r *run) runChecks(ctx context.Context) {
 
 	r.closedLoop(ctx, scenarioBulk, "", systemGatehouse, "checks/s", r.cfg.BulkWorkers, r.gatehouseBulk)
 	r.closedLoop(ctx, scenarioBulk, "", systemSpiceDB, "checks/s", r.cfg.BulkWorkers, r.rawBulk)
+}
+
+// runRepeatedChecks runs single checks on both systems over a small working
+// set of questions, with no writes, so that caches keyed by revision stay
+// valid: the steady state of read-mostly traffic, where runChecks measures
+// questions that are all new.
+func (r *run) runRepeatedChecks(ctx context.Context) {
+	r.closedLoop(ctx, scenarioRepeated, "", systemSpiceDB, "checks/s", r.cfg.Workers, r.rawRepeatedCheck)
+	r.closedLoop(ctx, scenarioRepeated, "", systemGatehouse, "checks/s", r.cfg.Workers, r.gatehouseRepeatedCheck)
 }
 
 // cpuProfile returns a function that starts a CPU profile named after

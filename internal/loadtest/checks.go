@@ -25,7 +25,8 @@ type checkSet struct {
 	bulkJSON  [][]byte
 	bulkProto []*v1.CheckBulkPermissionsRequest
 
-	next atomic.Uint64
+	next     atomic.Uint64
+	repeated atomic.Uint64 // position in the repeated working set
 }
 
 type checkBody struct {
@@ -81,9 +82,31 @@ func (s *checkSet) nextIndex() int { return int(s.next.Add(1) % uint64(len(s.que
 
 func (s *checkSet) nextBulk() int { return int(s.next.Add(1) % uint64(len(s.bulks))) }
 
+// repeatedQuestions is how many distinct queries the repeated-check
+// scenarios cycle through: a small working set, as when the same users open
+// the same documents again and again.
+const repeatedQuestions = 500
+
+func (s *checkSet) nextRepeated() int {
+	return int(s.repeated.Add(1) % uint64(min(repeatedQuestions, len(s.queries))))
+}
+
+// rawRepeatedCheck is rawCheck on the repeated working set.
+func (r *run) rawRepeatedCheck(ctx context.Context, _ int) (int, int, error) {
+	return r.rawCheckAt(ctx, r.checks.nextRepeated())
+}
+
+// gatehouseRepeatedCheck is gatehouseCheck on the repeated working set.
+func (r *run) gatehouseRepeatedCheck(ctx context.Context, _ int) (int, int, error) {
+	return r.gatehouseCheckAt(ctx, r.checks.nextRepeated())
+}
+
 // rawCheck runs one check through the raw SpiceDB client.
 func (r *run) rawCheck(ctx context.Context, _ int) (int, int, error) {
-	i := r.checks.nextIndex()
+	return r.rawCheckAt(ctx, r.checks.nextIndex())
+}
+
+func (r *run) rawCheckAt(ctx context.Context, i int) (int, int, error) {
 	resp, err := r.raw.Client.CheckPermission(ctx, r.checks.proto[i])
 	if err != nil {
 		return 1, 0, err
@@ -93,7 +116,10 @@ func (r *run) rawCheck(ctx context.Context, _ int) (int, int, error) {
 
 // gatehouseCheck runs one check through POST /v1/check as the app service.
 func (r *run) gatehouseCheck(ctx context.Context, _ int) (int, int, error) {
-	i := r.checks.nextIndex()
+	return r.gatehouseCheckAt(ctx, r.checks.nextIndex())
+}
+
+func (r *run) gatehouseCheckAt(ctx context.Context, i int) (int, int, error) {
 	var out struct {
 		Allowed bool `json:"allowed"`
 	}

@@ -138,6 +138,9 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput: **%.2f**\n", gh.Throughput/raw.Throughput)
 		fmt.Fprintf(b, "- Gatehouse bulk checks / SpiceDB check throughput: **%.2f**\n", bulk.Throughput/raw.Throughput)
 	}
+	if ratio, ok := repeatedRatio(run); ok {
+		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput on %d repeated questions with no writes: **%.2f**\n", repeatedQuestions, ratio)
+	}
 	if run.OpenLoop != nil {
 		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests.\n",
 			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests)
@@ -174,10 +177,20 @@ func find(run *RunReport, scenario, system string) *Result {
 	return nil
 }
 
+// repeatedRatio returns Gatehouse's check throughput over SpiceDB's in the
+// repeated-questions scenario of run, if both ran.
+func repeatedRatio(run *RunReport) (float64, bool) {
+	raw, gh := find(run, scenarioRepeated, systemSpiceDB), find(run, scenarioRepeated, systemGatehouse)
+	if raw == nil || gh == nil || raw.Throughput == 0 {
+		return 0, false
+	}
+	return gh.Throughput / raw.Throughput, true
+}
+
 func writeSummary(b *strings.Builder, r *Report) {
 	b.WriteString("## Summary\n\n### Ratios\n\n")
-	fmt.Fprintf(b, "| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | open-loop p99 at %.0f%% of peak |\n", 100*r.Config.OpenLoopFraction)
-	b.WriteString("|---|---|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | repeated questions, Gatehouse / SpiceDB | open-loop p99 at %.0f%% of peak |\n", 100*r.Config.OpenLoopFraction)
+	b.WriteString("|---|---|---:|---:|---:|---:|\n")
 	for _, run := range r.Runs {
 		raw, gh, bulk := find(run, scenarioCheck, systemSpiceDB), find(run, scenarioCheck, systemGatehouse), find(run, scenarioBulk, systemGatehouse)
 		if raw == nil || gh == nil || bulk == nil || raw.Throughput == 0 {
@@ -187,7 +200,11 @@ func writeSummary(b *strings.Builder, r *Report) {
 		if run.OpenLoop != nil {
 			p99 = formatDuration(run.OpenLoop.P99)
 		}
-		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s |\n", formatSize(run.Size), run.Datastore, gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput, p99)
+		repeated := "–"
+		if ratio, ok := repeatedRatio(run); ok {
+			repeated = fmt.Sprintf("%.2f", ratio)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s | %s |\n", formatSize(run.Size), run.Datastore, gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput, repeated, p99)
 	}
 
 	writeTarget(b, r)
@@ -274,7 +291,11 @@ func writeGrowth(b *strings.Builder, r *Report) {
 			written = true
 		}
 		f, l := first[k], last[k]
-		fmt.Fprintf(b, "| %s | %s | %s | %s → %s %s (%s) | %s → %s (%s) |\n", k.datastore, l.Scenario, k.system,
+		scenario := l.Scenario
+		if f.Scenario != l.Scenario {
+			scenario = f.Scenario + " → " + l.Scenario
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s → %s %s (%s) | %s → %s (%s) |\n", k.datastore, scenario, k.system,
 			formatRate(f.Throughput), formatRate(l.Throughput), f.Unit, formatSize(firstSize[k.datastore])+" → "+formatSize(lastSize[k.datastore]),
 			formatDuration(f.P99), formatDuration(l.P99), ratio(l.P99, f.P99))
 	}
