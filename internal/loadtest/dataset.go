@@ -103,8 +103,8 @@ type Dataset struct {
 	Outsiders []string
 
 	// App is the service that holds the app role on every org, and Admin
-	// the user that is an admin of every org; the benchmark calls
-	// Gatehouse as them.
+	// the user that is an admin of every org. The benchmark calls
+	// Gatehouse as these two.
 	App   string
 	Admin string
 
