@@ -9,10 +9,10 @@ import (
 )
 
 // Tick is the longest the scheduler waits between two rounds. It also wakes
-// at the next due not_before or expires_at, read after each round. So a
-// grant normally starts and ends within a few milliseconds of its time, and
-// at most one Tick late when it was created after that read or on another
-// instance.
+// at the next due not_before or expires_at, read after each round and after
+// each grant created on this instance. So a grant normally starts and ends
+// within a few milliseconds of its time, and at most one Tick late when it
+// was created on another instance.
 const Tick = time.Second
 
 // batchSize bounds the grants one round starts and ends.
@@ -42,6 +42,20 @@ func (s *Service) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.wake:
+			// A new grant: only read when the next one is due.
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			wait := Tick
+			if next, ok, err := s.store.Next(ctx, s.lead.Duration()); err == nil && ok {
+				wait = min(max(next.Sub(s.now()), 0), Tick)
+			}
+			timer.Reset(wait)
+			continue
 		case <-timer.C:
 		}
 

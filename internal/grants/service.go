@@ -33,13 +33,14 @@ type Service struct {
 	config Config
 	logger *slog.Logger
 	now    func() time.Time
-	lead   expiry.Lead // how early the scheduler ends grants
+	lead   expiry.Lead   // how early the scheduler ends grants
+	wake   chan struct{} // tells Run that a grant was created
 }
 
 // New returns a Service that keeps grants in store and applies them through
 // az.
 func New(az *authz.Service, store Store, cfg Config) *Service {
-	s := &Service{authz: az, store: store, config: cfg, logger: cfg.Logger, now: cfg.Now}
+	s := &Service{authz: az, store: store, config: cfg, logger: cfg.Logger, now: cfg.Now, wake: make(chan struct{}, 1)}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
@@ -113,6 +114,12 @@ func (s *Service) Create(ctx context.Context, c authz.Caller, req CreateRequest)
 	if err := s.store.Insert(ctx, g); err != nil {
 		change.Failed(ctx)
 		return Grant{}, err
+	}
+	// The scheduler may be asleep until later than this grant's start or
+	// end: make it read the next due time again.
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 	if g.State == StateScheduled {
 		change.Applied(ctx, "")
