@@ -97,10 +97,10 @@ func newResultCache(states stateReader, bytes int, registry prometheus.Registere
 // stateKey is the context key of a state pinned by WithSnapshot.
 type stateKey struct{}
 
-// WithSnapshot reads the datastore's state once and returns a context in
-// which the checks and lookups of this engine that have no consistency
-// token use it instead of reading it again, so that the several checks of
-// one request cost one read. Results are at least as fresh as that read.
+// WithSnapshot reads the datastore's state once and returns a context that
+// carries it. Checks and lookups of this engine without a consistency token
+// use that state instead of reading it again, so the several checks of one
+// request cost one read, and their results are at least as fresh as it.
 // Without the result cache, ctx is returned as it is.
 func (e *Engine) WithSnapshot(ctx context.Context) (context.Context, error) {
 	if e.results == nil {

@@ -37,8 +37,10 @@ func (h headRevision) state(ctx context.Context) (string, error) {
 // commits later adds a row above the horizon, and so a new count, even when
 // it commits after a transaction with a higher xid.
 //
-// NOTE: this reads a table of SpiceDB's schema, as migrated by v1.56.2.
-// TestCheckCacheFollowsEveryWrite fails if a SpiceDB upgrade changes it.
+// NOTE: this reads a table of SpiceDB's schema, as migrated by v1.56.2;
+// TestCheckCacheIgnoresOtherWrites fails if a SpiceDB upgrade changes it.
+// A transaction left open anywhere in the cluster holds the horizon back,
+// so every read then counts more rows: slower, still correct.
 type pgTransactions struct {
 	pool    *pgxpool.Pool
 	horizon atomic.Pointer[string] // an xid8, as text
