@@ -26,7 +26,7 @@ const sweepEvery = time.Minute
 // at a time does the work; the others skip that round.
 //
 // Grants end ahead of expires_at, by the lead that package expiry keeps
-// from how long recent ends took: SpiceDB's dispatch cache and Gatehouse's
+// from how long recent ends took. SpiceDB's dispatch cache and Gatehouse's
 // result cache both serve a result cached before expires_at until a write
 // makes a new revision, and the write that ends a grant is such a write.
 //

@@ -12,7 +12,7 @@ const sweepBatch = 200
 
 // expiryTick is how often Run looks for links near their end. Run ends
 // them ahead of expires_at, by the lead that package expiry keeps from how
-// long recent ends took: SpiceDB's dispatch cache and Gatehouse's result
+// long recent ends took. SpiceDB's dispatch cache and Gatehouse's result
 // cache both serve a result cached before expires_at until a write makes a
 // new revision, and ending a link is such a write. Anonymous checks compare
 // expires_at with the clock themselves and end on time regardless.
