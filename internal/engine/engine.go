@@ -237,7 +237,11 @@ func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, erro
 	if e.pool, err = pgxpool.NewWithConfig(ctx, poolConfig); err != nil {
 		return nil, fmt.Errorf("result cache: connect to postgres: %w", err)
 	}
-	return newPGTransactions(ctx, e.pool)
+	states, err := newPGTransactions(ctx, e.pool)
+	if err != nil {
+		return nil, err
+	}
+	return &coalesced{reader: states}, nil
 }
 
 func (e *Engine) closeDatastore() error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,4 +90,69 @@ func (p *pgTransactions) state(ctx context.Context) (string, error) {
 		}
 	}
 	return fmt.Sprintf("%s/%d/%s/%s", horizon, count, lowest, highest), nil
+}
+
+// coalesced shares state reads between concurrent callers without ever
+// handing a caller a read that started before it asked. A caller joins the
+// next read; one read runs at a time, and when it ends, the next one starts
+// for everyone who arrived meanwhile. SpiceDB's own deduplication lets a
+// caller join a read already running, which can predate a write that has
+// returned, so it is not used here.
+type coalesced struct {
+	reader stateReader
+
+	mu      sync.Mutex
+	next    *stateCall // the read that starts after the running one
+	running bool
+}
+
+// stateCall is one shared read.
+type stateCall struct {
+	done  chan struct{}
+	state string
+	err   error
+}
+
+// readTimeout bounds one shared read, which outlives any one caller.
+const readTimeout = 10 * time.Second
+
+func (c *coalesced) state(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	if c.next == nil {
+		c.next = &stateCall{done: make(chan struct{})}
+	}
+	call := c.next
+	if !c.running {
+		c.running = true
+		c.next = nil
+		go c.run(call)
+	}
+	c.mu.Unlock()
+
+	select {
+	case <-call.done:
+		return call.state, call.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// run performs call, then each read that callers joined meanwhile.
+func (c *coalesced) run(call *stateCall) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		call.state, call.err = c.reader.state(ctx)
+		cancel()
+		close(call.done)
+
+		c.mu.Lock()
+		call = c.next
+		c.next = nil
+		if call == nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
 }

@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingReader returns the number of reads started so far, after a
+// short delay, so that callers overlap.
+type countingReader struct{ started atomic.Int64 }
+
+func (r *countingReader) state(ctx context.Context) (string, error) {
+	n := r.started.Add(1)
+	time.Sleep(2 * time.Millisecond)
+	return strconv.FormatInt(n, 10), nil
+}
+
+func TestCoalescedNeverServesOlderRead(t *testing.T) {
+	reader := &countingReader{}
+	c := &coalesced{reader: reader}
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				before := reader.started.Load()
+				got, err := c.state(context.Background())
+				if err != nil {
+					t.Errorf("state: %v", err)
+					return
+				}
+				n, _ := strconv.ParseInt(got, 10, 64)
+				if n <= before {
+					t.Errorf("got read %d, which started before the call (%d reads had started)", n, before)
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if reads := reader.started.Load(); reads >= calls.Load() {
+		t.Errorf("%d reads for %d calls, want fewer reads than calls", reads, calls.Load())
+	}
+}
+
+func TestCoalescedCallerCancel(t *testing.T) {
+	c := &coalesced{reader: &countingReader{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.state(ctx); err == nil {
+		t.Error("state with a cancelled context returned no error")
+	}
+	if _, err := c.state(context.Background()); err != nil {
+		t.Errorf("state after a cancelled caller: %v", err)
+	}
+}
