@@ -14,24 +14,11 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
-	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
 func newEngine(tb testing.TB) *engine.Engine {
 	tb.Helper()
-	e, err := engine.New(tb.Context(), engine.Config{
-		Schema: schema.Text,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		tb.Fatalf("start engine: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			tb.Errorf("close engine: %v", err)
-		}
-	})
-	return e
+	return startEngine(tb, engine.Config{})
 }
 
 func touch(resource object.Ref, relation string, subject object.Ref) *v1.RelationshipUpdate {

@@ -28,47 +28,7 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 	if e.results == nil || consistency.Token != "" {
 		return e.checkBulkAPI(ctx, reqs, consistency)
 	}
-	state, err := e.results.current(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("bulk check: %w", err)
-	}
-	results := make([]BulkResult, len(reqs))
-	var missed []CheckRequest
-	var index []int
-	for i, req := range reqs {
-		if d, ok := e.results.get(keyOf(state, req)); ok {
-			results[i].Decision = d
-			continue
-		}
-		missed = append(missed, req)
-		index = append(index, i)
-	}
-	if len(missed) == 0 {
-		return results, nil
-	}
-	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{})
-	if err != nil {
-		return nil, err
-	}
-	if len(missed) < len(reqs) {
-		// The cached results belong to state. If a write has committed
-		// since, the new results may belong to a later one: evaluate
-		// everything again, together.
-		now, err := e.results.states.state(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("bulk check: read datastore state: %w: %w", ErrUnavailable, err)
-		}
-		if now != state {
-			return e.checkBulkAPI(ctx, reqs, Consistency{})
-		}
-	}
-	for n, r := range evaluated {
-		results[index[n]] = r
-		if r.Err == nil {
-			e.results.put(keyOf(state, missed[n]), r.Decision)
-		}
-	}
-	return results, nil
+	return e.checkCached(ctx, reqs, true)
 }
 
 // CheckEach evaluates every request fully consistently, each at a snapshot
@@ -80,6 +40,13 @@ func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResu
 	if e.results == nil {
 		return e.checkBulkAPI(ctx, reqs, Consistency{})
 	}
+	return e.checkCached(ctx, reqs, false)
+}
+
+// checkCached serves reqs from the result cache and has SpiceDB evaluate
+// the rest in one fully consistent call. With oneSnapshot, a write that
+// committed between the two makes it evaluate every request again, together.
+func (e *Engine) checkCached(ctx context.Context, reqs []CheckRequest, oneSnapshot bool) ([]BulkResult, error) {
 	state, err := e.results.current(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("check: %w", err)
@@ -101,6 +68,17 @@ func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResu
 	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{})
 	if err != nil {
 		return nil, err
+	}
+	if oneSnapshot && len(missed) < len(reqs) {
+		// The cached results belong to state, and the new ones may belong
+		// to a later state if a write has committed since.
+		now, err := e.results.states.state(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("check: read datastore state: %w: %w", ErrUnavailable, err)
+		}
+		if now != state {
+			return e.checkBulkAPI(ctx, reqs, Consistency{})
+		}
 	}
 	for n, r := range evaluated {
 		results[index[n]] = r
