@@ -93,8 +93,8 @@ func (s *Service) checkOnBehalf(ctx context.Context, caller object.Ref, check en
 		return engine.Decision{}, gate.Err
 	}
 	if !gate.Decision.Allowed {
-		// require tells forbidden from not found; it returns nil only if
-		// inspect was granted in between, and then the check is stale.
+		// require separates forbidden from not found. It returns nil only
+		// if inspect was granted in between, and then the check is stale.
 		if err := s.require(ctx, caller, "inspect", check.Resource); err != nil {
 			return engine.Decision{}, err
 		}

@@ -56,8 +56,8 @@ type Config struct {
 	// PostgresURL is the URL of the PostgreSQL database of Datastore, if
 	// it is SpiceDB's PostgreSQL datastore. The result cache then reads
 	// the datastore's state from SpiceDB's transaction table through a
-	// small pool of its own; without it, it reads the head revision, which
-	// every write in the PostgreSQL cluster moves. Default: empty.
+	// small pool of its own. Without it, the cache reads the head revision,
+	// which every write in the PostgreSQL cluster moves. Default: empty.
 	PostgresURL string
 }
 
@@ -252,6 +252,6 @@ func (e *Engine) closeDatastore() error {
 }
 
 // Datastore returns the datastore SpiceDB runs on. Writing to it directly
-// bypasses the schema's validation; it is meant for bulk loading and for
+// bypasses the schema's validation, so use it only for bulk loading and for
 // serving the same data through a second SpiceDB, as the benchmark does.
 func (e *Engine) Datastore() datastore.Datastore { return e.ds }

@@ -108,8 +108,8 @@ type Decision struct {
 
 // Check runs req through the v1 API, which returns a consistency token
 // and honours req.Consistency. Without a consistency token, the result
-// comes from the result cache when it holds one for the datastore's
-// current state; otherwise SpiceDB evaluates the check fully consistently
+// comes from the result cache when it contains one for the datastore's
+// current state. Otherwise SpiceDB evaluates the check fully consistently
 // (fresher than MinimizeLatency requires) and the result is cached.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
 	if e.results == nil || req.Consistency.Token != "" {

@@ -32,7 +32,7 @@ const sweepEvery = time.Minute
 //
 // NOTE: a scheduler later than the lead (a stopped instance, or one whose
 // writes suddenly take longer than twice the slowest recent one) leaves a
-// cached allow in place until its write commits; the relationship's own
+// cached allow in place until its write commits. The relationship's own
 // expiration still denies every check that misses the caches.
 func (s *Service) Run(ctx context.Context) {
 	timer := time.NewTimer(0)

@@ -33,8 +33,8 @@ type Service struct {
 	config Config
 	logger *slog.Logger
 	now    func() time.Time
-	lead   expiry.Lead   // how early the scheduler ends grants
-	wake   chan struct{} // tells Run that a grant was created
+	lead   expiry.Lead   // lead before expires_at at which the scheduler ends grants
+	wake   chan struct{} // signals Run that a grant was created
 }
 
 // New returns a Service that keeps grants in store and applies them through

@@ -151,7 +151,7 @@ type Service struct {
 	interval time.Duration
 	failures *limiter
 	misses   prometheus.Counter
-	lead     expiry.Lead // how early the scheduler ends links
+	lead     expiry.Lead // lead before expires_at at which the scheduler ends links
 }
 
 // New returns a Service.
