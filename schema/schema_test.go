@@ -8,12 +8,14 @@ import (
 	"testing/fstest"
 
 	"github.com/authzed/spicedb/pkg/development"
+	core "github.com/authzed/spicedb/pkg/proto/core/v1"
 	devinterface "github.com/authzed/spicedb/pkg/proto/developer/v1"
 	spiceschema "github.com/authzed/spicedb/pkg/schema"
 	"github.com/authzed/spicedb/pkg/schemadsl/compiler"
 	"github.com/authzed/spicedb/pkg/schemadsl/input"
 	"github.com/authzed/spicedb/pkg/validationfile"
 
+	"github.com/gatehouse-authz/gatehouse/internal/object"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
@@ -120,5 +122,40 @@ func reportDeveloperErrors(t *testing.T, kind string, errs []*devinterface.Devel
 	t.Helper()
 	for _, e := range errs {
 		t.Errorf("%s:%d:%d: %s failed: %s (%s)", validationFile, e.GetLine(), e.GetColumn(), kind, e.GetMessage(), e.GetContext())
+	}
+}
+
+// TestInspectFollowsTheTree checks what Gatehouse's check API relies on
+// when it asks whether a caller may inspect an org instead of one of the
+// org's resources: for every resource type below the org, inspect is a
+// union that includes the parent's inspect, so inspect on an org grants
+// inspect on everything in it.
+func TestInspectFollowsTheTree(t *testing.T) {
+	compiled := compileSchema(t)
+	for _, def := range compiled.ObjectDefinitions {
+		if !object.IsResourceType(def.GetName()) || def.GetName() == object.TypeOrg {
+			continue
+		}
+		parentRelation := object.ParentRelation(def.GetName())
+		var inspect *core.Relation
+		for _, rel := range def.GetRelation() {
+			if rel.GetName() == "inspect" {
+				inspect = rel
+			}
+		}
+		if inspect == nil {
+			t.Errorf("%s has no inspect permission", def.GetName())
+			continue
+		}
+		found := false
+		for _, child := range inspect.GetUsersetRewrite().GetUnion().GetChild() {
+			arrow := child.GetTupleToUserset()
+			if arrow.GetTupleset().GetRelation() == parentRelation && arrow.GetComputedUserset().GetRelation() == "inspect" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: inspect is not a union that includes %s->inspect", def.GetName(), parentRelation)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 		return CheckResult{}, err
 	}
 	var err error
-	if ctx, err = s.engine.WithSnapshot(ctx); err != nil {
+	if ctx, err = s.engine.WithResource(ctx, req.Resource); err != nil {
 		return CheckResult{}, err
 	}
 	check := engine.CheckRequest{
@@ -80,21 +80,33 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 // checkOnBehalf evaluates, fully consistently and in one engine call, the
 // caller's inspect on the resource and check. Unless the caller has
 // inspect, it returns the error of require and no decision.
+//
+// When the engine knows the resource's org, the caller's inspect on that
+// org stands in for its inspect on the resource: every type's inspect
+// includes its parent's, up to the org (TestInspectFollowsTheTree checks
+// this). The answer for the org is the same for every resource in it, so
+// it stays cached until the org changes.
 func (s *Service) checkOnBehalf(ctx context.Context, caller object.Ref, check engine.CheckRequest) (engine.Decision, error) {
+	gate := check.Resource
+	if org, ok := engine.OrgOf(ctx, check.Resource); ok {
+		gate = org
+	}
 	results, err := s.engine.CheckEach(ctx, []engine.CheckRequest{
-		{Resource: check.Resource, Permission: "inspect", Subject: caller},
+		{Resource: gate, Permission: "inspect", Subject: caller},
 		check,
 	})
 	if err != nil {
 		return engine.Decision{}, err
 	}
-	gate, result := results[0], results[1]
-	if gate.Err != nil {
-		return engine.Decision{}, gate.Err
+	inspect, result := results[0], results[1]
+	if inspect.Err != nil {
+		return engine.Decision{}, inspect.Err
 	}
-	if !gate.Decision.Allowed {
-		// require separates forbidden from not found. It returns nil only
-		// if inspect was granted in between, and then the check is stale.
+	if !inspect.Decision.Allowed {
+		// The caller may still have inspect on the resource itself, when
+		// the gate was its org, or have gained it in between. require
+		// decides, and separates forbidden from not found; the check is
+		// then served from the cache unless something changed.
 		if err := s.require(ctx, caller, "inspect", check.Resource); err != nil {
 			return engine.Decision{}, err
 		}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
@@ -32,6 +33,13 @@ func (s *Service) Require(ctx context.Context, caller object.Ref, permission str
 // OrgOf returns the org that ref belongs to.
 func (s *Service) OrgOf(ctx context.Context, ref object.Ref) (object.Ref, error) {
 	return s.orgOf(ctx, ref)
+}
+
+// OrgChain returns the org that ref belongs to, and preconditions that hold
+// while the parent links from ref to that org are unchanged. A write
+// recorded under that org with engine.ForOrg must carry them.
+func (s *Service) OrgChain(ctx context.Context, ref object.Ref) (object.Ref, []*v1.Precondition, error) {
+	return s.orgChain(ctx, ref)
 }
 
 // Affected returns the principals whose access a change to subjects'

@@ -94,7 +94,7 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	// concurrent changes still leave exactly one direct role.
 	updates := s.roleDeletes(resource, subject, role)
 	updates = append(updates, update(v1.RelationshipUpdate_OPERATION_TOUCH, resource, role, subject, subjectRelation(subject)))
-	org, err := s.orgOf(ctx, resource)
+	org, chain, err := s.orgChain(ctx, resource)
 	if err != nil {
 		return RoleChange{}, err
 	}
@@ -109,7 +109,9 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	var token string
 	err = s.withBumps(ctx, principals, func() error {
 		var err error
-		token, err = s.engine.Write(ctx, updates, preconditions(existsPrecondition(resource), groupPrecondition, ownerPrecondition))
+		// The chain keeps the resource in the org that the write is
+		// recorded under; it also requires that the resource exists.
+		token, err = s.engine.Write(engine.ForOrg(ctx, org.ID), updates, preconditions(append(chain, groupPrecondition, ownerPrecondition)...))
 		return err
 	})
 	finish(ctx, change, token, err)
@@ -145,7 +147,7 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 		// Nothing to remove, so nothing changes and nothing is recorded.
 		return RoleChange{Resource: resource, Subject: subject}, nil
 	}
-	org, err := s.orgOf(ctx, resource)
+	org, chain, err := s.orgChain(ctx, resource)
 	if err != nil {
 		return RoleChange{}, err
 	}
@@ -160,7 +162,7 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 	var token string
 	err = s.withBumps(ctx, principals, func() error {
 		var err error
-		token, err = s.engine.Write(ctx, s.roleDeletes(resource, subject, ""), preconditions(ownerPrecondition))
+		token, err = s.engine.Write(engine.ForOrg(ctx, org.ID), s.roleDeletes(resource, subject, ""), preconditions(append(chain, ownerPrecondition)...))
 		return err
 	})
 	finish(ctx, change, token, err)

@@ -65,6 +65,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	// Any authenticated principal may found an org; below that, the caller
 	// needs create on the parent.
 	org := req.Resource
+	var chain []*v1.Precondition
 	if !needsParent {
 		// A taken org id fails here, before anything is written to the
 		// chain of the org that holds it.
@@ -80,7 +81,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 			return Created{}, err
 		}
 		var err error
-		if org, err = s.orgOf(ctx, req.Parent); err != nil {
+		if org, chain, err = s.orgChain(ctx, req.Parent); err != nil {
 			return Created{}, err
 		}
 	}
@@ -100,9 +101,9 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 		Operation: v1.Precondition_OPERATION_MUST_NOT_MATCH,
 		Filter:    &v1.RelationshipFilter{ResourceType: req.Resource.Type, OptionalResourceId: req.Resource.ID},
 	}}
-	if needsParent {
-		preconditions = append(preconditions, existsPrecondition(req.Parent))
-	}
+	// The parent must still exist, in the same org, which is the only org
+	// whose state the write changes.
+	preconditions = append(preconditions, chain...)
 	after := map[string]string{"owner": owner.String(), "role": role}
 	if needsParent {
 		after["parent"] = req.Parent.String()
@@ -114,7 +115,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	var token string
 	err = s.withBumps(ctx, []string{owner.String()}, func() error {
 		var err error
-		token, err = s.engine.Write(ctx, updates, preconditions)
+		token, err = s.engine.Write(engine.ForOrg(ctx, org.ID), updates, preconditions)
 		return err
 	})
 	finish(ctx, change, token, err)
@@ -301,25 +302,42 @@ func existsPrecondition(ref object.Ref) *v1.Precondition {
 
 // orgOf returns the org that ref belongs to, walking up its parent links.
 func (s *Service) orgOf(ctx context.Context, ref object.Ref) (object.Ref, error) {
+	org, _, err := s.orgChain(ctx, ref)
+	return org, err
+}
+
+// orgChain returns the org that ref belongs to, and preconditions that hold
+// as long as every parent link on the way there is unchanged. A write that
+// carries them is sure to change that org's relationships, as
+// engine.ForOrg requires, even if ref was deleted and created again
+// elsewhere since it was read.
+func (s *Service) orgChain(ctx context.Context, ref object.Ref) (object.Ref, []*v1.Precondition, error) {
+	var chain []*v1.Precondition
 	for ref.Type != object.TypeOrg {
 		parentType, ok := object.ParentType(ref.Type)
 		if !ok {
-			return object.Ref{}, fmt.Errorf("%w: %s belongs to no org", ErrNotFound, ref)
+			return object.Ref{}, nil, fmt.Errorf("%w: %s belongs to no org", ErrNotFound, ref)
 		}
-		rels, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
+		filter := &v1.RelationshipFilter{
 			ResourceType:       ref.Type,
 			OptionalResourceId: ref.ID,
 			OptionalRelation:   object.ParentRelation(ref.Type),
-		}, 1, nil)
+		}
+		rels, _, err := s.engine.Read(ctx, filter, 1, nil)
 		if err != nil {
-			return object.Ref{}, err
+			return object.Ref{}, nil, err
 		}
 		if len(rels) == 0 {
-			return object.Ref{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
+			return object.Ref{}, nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
 		}
-		ref = object.Ref{Type: parentType, ID: rels[0].GetSubject().GetObject().GetObjectId()}
+		parent := object.Ref{Type: parentType, ID: rels[0].GetSubject().GetObject().GetObjectId()}
+		filter.OptionalSubjectFilter = &v1.SubjectFilter{SubjectType: parent.Type, OptionalSubjectId: parent.ID}
+		chain = append(chain, &v1.Precondition{Operation: v1.Precondition_OPERATION_MUST_MATCH, Filter: filter})
+		ref = parent
 	}
-	return ref, nil
+	// The org itself must still exist too.
+	chain = append(chain, existsPrecondition(ref))
+	return ref, chain, nil
 }
 
 func update(op v1.RelationshipUpdate_Operation, resource object.Ref, relation string, subject object.Ref, subjectRelation string) *v1.RelationshipUpdate {

@@ -71,6 +71,7 @@ type Engine struct {
 	pool     *pgxpool.Pool // reads the state for the result cache; nil unless PostgresURL
 	schema   v1.SchemaServiceClient
 	ds       datastore.Datastore
+	counts   *writeCounts // counts the writes to ds when the engine owns it
 	ownsDS   bool
 	conn     *grpc.ClientConn
 	logger   *slog.Logger
@@ -114,7 +115,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			cancel()
 			return nil, fmt.Errorf("create in-memory datastore: %w", err)
 		}
-		e.ds, e.ownsDS = ds, true
+		// Every write to this datastore goes through this engine, or
+		// through Datastore, so counting them tells orgs apart.
+		e.counts = newWriteCounts()
+		e.ds, e.ownsDS = countingDatastore{Datastore: ds, counts: e.counts}, true
 	}
 
 	srvConfig := server.NewConfigWithOptionsAndDefaults(
@@ -163,12 +167,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if size == 0 {
 			size = DefaultResultCacheBytes
 		}
-		states, err := e.stateReader(ctx, cfg.PostgresURL)
+		states, perOrg, err := e.stateReader(ctx, cfg.PostgresURL)
 		if err != nil {
 			e.Close()
 			return nil, err
 		}
-		if e.results, err = newResultCache(states, size, registry); err != nil {
+		if e.results, err = newResultCache(states, perOrg, size, registry); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -222,26 +226,32 @@ func (e *Engine) Close() error {
 }
 
 // stateReader returns the reader of the datastore state for the result
-// cache, opening a pool for it when url is set.
-func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, error) {
+// cache, opening a pool for it when url is set, and whether its states
+// tell orgs apart.
+func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, bool, error) {
 	if url == "" {
-		return headRevision{e.ds}, nil
+		if e.counts != nil {
+			return counted{ds: e.ds, counts: e.counts}, true, nil
+		}
+		// A datastore of the caller's may have writers the engine cannot
+		// see, such as other processes.
+		return headRevision{e.ds}, false, nil
 	}
 	poolConfig, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors can repeat the URL, password included.
-		return nil, errors.New("result cache: database URL is not a valid PostgreSQL connection string")
+		return nil, false, errors.New("result cache: database URL is not a valid PostgreSQL connection string")
 	}
 	poolConfig.MaxConns = 8
 	poolConfig.ConnConfig.RuntimeParams["application_name"] = "gatehouse-result-cache"
 	if e.pool, err = pgxpool.NewWithConfig(ctx, poolConfig); err != nil {
-		return nil, fmt.Errorf("result cache: connect to postgres: %w", err)
+		return nil, false, fmt.Errorf("result cache: connect to postgres: %w", err)
 	}
 	states, err := newPGTransactions(ctx, e.pool)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &coalesced{reader: states}, nil
+	return &coalesced{reader: states}, true, nil
 }
 
 func (e *Engine) closeDatastore() error {

@@ -35,7 +35,9 @@ func (e *Engine) CheckBulk(ctx context.Context, reqs []CheckRequest, consistency
 // at least as fresh as the datastore state when it is called (or the one
 // pinned by WithSnapshot), but not necessarily all at the same one. Results
 // come from the result cache where it can, and SpiceDB evaluates the rest in
-// one call. Each request's own Consistency is ignored.
+// one call per state. Each request's own Consistency is ignored. In a
+// context from WithResource, checks on its resource and on that resource's
+// org are keyed by the org's state.
 func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResult, error) {
 	if e.results == nil {
 		return e.checkBulkAPI(ctx, reqs, Consistency{})
@@ -44,49 +46,77 @@ func (e *Engine) CheckEach(ctx context.Context, reqs []CheckRequest) ([]BulkResu
 }
 
 // checkCached serves reqs from the result cache and has SpiceDB evaluate
-// the rest in one fully consistent call. With oneSnapshot, a write that
-// committed between the two makes it evaluate every request again, together.
+// the rest fully consistently, at the revision pinned for their state. With
+// oneSnapshot, every request is keyed by the whole datastore's state, and a
+// write that committed between the state read and the evaluation makes it
+// evaluate every request again, together.
 func (e *Engine) checkCached(ctx context.Context, reqs []CheckRequest, oneSnapshot bool) ([]BulkResult, error) {
-	state, err := e.results.current(ctx)
+	whole, err := e.results.current(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("check: %w", err)
 	}
 	results := make([]BulkResult, len(reqs))
-	var missed []CheckRequest
-	var index []int
+	missed := make(map[string][]int) // request indexes, by state
+	var states []string              // the keys of missed, in order
 	for i, req := range reqs {
+		state := whole
+		if !oneSnapshot {
+			if state, err = e.stateOf(ctx, req.Resource); err != nil {
+				return nil, fmt.Errorf("check: %w", err)
+			}
+		}
 		if d, ok := e.results.get(keyOf(state, req)); ok {
 			results[i].Decision = d
 			continue
 		}
-		missed = append(missed, req)
-		index = append(index, i)
+		if missed[state] == nil {
+			states = append(states, state)
+		}
+		missed[state] = append(missed[state], i)
 	}
-	if len(missed) == 0 {
-		return results, nil
-	}
-	evaluated, err := e.checkBulkAPI(ctx, missed, Consistency{})
-	if err != nil {
-		return nil, err
-	}
-	if oneSnapshot && len(missed) < len(reqs) {
-		// The cached results belong to state, and the new ones may belong
-		// to a later state if a write has committed since.
-		now, err := e.results.states.state(ctx)
+	for _, state := range states {
+		index := missed[state]
+		batch := make([]CheckRequest, len(index))
+		for n, i := range index {
+			batch[n] = reqs[i]
+		}
+		evaluated, err := e.checkBulkPinned(ctx, batch, state)
 		if err != nil {
-			return nil, fmt.Errorf("check: read datastore state: %w: %w", ErrUnavailable, err)
+			return nil, err
 		}
-		if now != state {
-			return e.checkBulkAPI(ctx, reqs, Consistency{})
+		if oneSnapshot && len(index) < len(reqs) {
+			// The cached results belong to state, and the new ones may
+			// belong to a later state if a write has committed since.
+			now, err := e.results.states.read(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("check: read datastore state: %w: %w", ErrUnavailable, err)
+			}
+			if now.whole() != state {
+				return e.checkBulkAPI(ctx, reqs, Consistency{})
+			}
 		}
-	}
-	for n, r := range evaluated {
-		results[index[n]] = r
-		if r.Err == nil {
-			e.results.put(keyOf(state, missed[n]), r.Decision)
+		for n, r := range evaluated {
+			results[index[n]] = r
+			if r.Err == nil {
+				e.results.put(keyOf(state, batch[n]), r.Decision)
+			}
 		}
 	}
 	return results, nil
+}
+
+// checkBulkPinned evaluates reqs at the revision pinned for state.
+func (e *Engine) checkBulkPinned(ctx context.Context, reqs []CheckRequest, state string) ([]BulkResult, error) {
+	p, err := e.pinFor(ctx, state)
+	if err != nil {
+		return nil, fmt.Errorf("bulk check: %w", err)
+	}
+	results, err := e.checkBulkAt(ctx, reqs, p.consistency)
+	if isRefusedRevision(err) {
+		e.unpin(state)
+		return e.checkBulkAPI(ctx, reqs, Consistency{})
+	}
+	return results, err
 }
 
 func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, c Consistency) ([]BulkResult, error) {
@@ -94,6 +124,10 @@ func (e *Engine) checkBulkAPI(ctx context.Context, reqs []CheckRequest, c Consis
 	if err != nil {
 		return nil, fmt.Errorf("bulk check: %w", err)
 	}
+	return e.checkBulkAt(ctx, reqs, consistency)
+}
+
+func (e *Engine) checkBulkAt(ctx context.Context, reqs []CheckRequest, consistency *v1.Consistency) ([]BulkResult, error) {
 	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
 	for i, r := range reqs {
 		items[i] = &v1.CheckBulkPermissionsRequestItem{

@@ -108,14 +108,16 @@ type Decision struct {
 
 // Check runs req through the v1 API, which returns a consistency token
 // and honours req.Consistency. Without a consistency token, the result
-// comes from the result cache when it contains one for the datastore's
-// current state. Otherwise SpiceDB evaluates the check fully consistently
-// (fresher than MinimizeLatency requires) and the result is cached.
+// comes from the result cache when it contains one for the current state
+// (of the resource's org, in a context from WithResource, or else of the
+// datastore). Otherwise SpiceDB evaluates the check at the revision pinned
+// for that state, fully consistent and so fresher than MinimizeLatency
+// requires, and the result is cached.
 func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) {
 	if e.results == nil || req.Consistency.Token != "" {
 		return e.checkAPI(ctx, req, req.Consistency)
 	}
-	state, err := e.results.current(ctx)
+	state, err := e.stateOf(ctx, req.Resource)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
@@ -123,9 +125,7 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	if d, ok := e.results.get(key); ok {
 		return d, nil
 	}
-	// SpiceDB reads the head revision read after state, so the result is
-	// valid in state for as long as state is current.
-	d, err := e.checkAPI(ctx, req, Consistency{})
+	d, err := e.checkPinned(ctx, req, state)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -133,11 +133,29 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	return d, nil
 }
 
+// checkPinned evaluates req at the revision pinned for state.
+func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string) (Decision, error) {
+	p, err := e.pinFor(ctx, state)
+	if err != nil {
+		return Decision{}, fmt.Errorf("check: %w", err)
+	}
+	d, err := e.checkAt(ctx, req, p.consistency)
+	if isRefusedRevision(err) {
+		e.unpin(state)
+		return e.checkAPI(ctx, req, Consistency{})
+	}
+	return d, err
+}
+
 func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, c Consistency) (Decision, error) {
 	consistency, err := e.consistencyFor(ctx, c)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
+	return e.checkAt(ctx, req, consistency)
+}
+
+func (e *Engine) checkAt(ctx context.Context, req CheckRequest, consistency *v1.Consistency) (Decision, error) {
 	resp, err := e.Permissions.CheckPermission(ctx, &v1.CheckPermissionRequest{
 		Consistency: consistency,
 		Resource:    objectRef(req.Resource),
@@ -176,11 +194,13 @@ func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision
 }
 
 // Write applies updates atomically, after checking preconditions, and
-// returns the consistency token of the new snapshot.
+// returns the consistency token of the new snapshot. The write changes the
+// state of the org set by ForOrg on ctx, or else of every org.
 func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, preconditions []*v1.Precondition) (string, error) {
 	resp, err := e.Permissions.WriteRelationships(ctx, &v1.WriteRelationshipsRequest{
-		Updates:               updates,
-		OptionalPreconditions: preconditions,
+		Updates:                     updates,
+		OptionalPreconditions:       preconditions,
+		OptionalTransactionMetadata: writeMetadata(ctx),
 	})
 	if err != nil {
 		return "", classify("write relationships", err)
@@ -190,11 +210,12 @@ func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, pr
 
 // DeleteMatching deletes every relationship that filter matches, after
 // checking preconditions, and returns the consistency token of the new
-// snapshot.
+// snapshot. Like Write, it changes the state of the org set by ForOrg.
 func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilter, preconditions []*v1.Precondition) (string, error) {
 	resp, err := e.Permissions.DeleteRelationships(ctx, &v1.DeleteRelationshipsRequest{
-		RelationshipFilter:    filter,
-		OptionalPreconditions: preconditions,
+		RelationshipFilter:          filter,
+		OptionalPreconditions:       preconditions,
+		OptionalTransactionMetadata: writeMetadata(ctx),
 	})
 	if err != nil {
 		return "", classify("delete relationships", err)

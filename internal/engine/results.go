@@ -29,11 +29,10 @@ const entryOverhead = 200
 // SpiceDB still accepts.
 const maxResultAge = time.Hour
 
-// stateReader reads a key for the relationships committed in the
-// datastore: two reads return the same key only if no relationship write
-// committed between them.
+// stateReader reads the state of the relationships committed in the
+// datastore (see snapshot).
 type stateReader interface {
-	state(ctx context.Context) (string, error)
+	read(ctx context.Context) (snapshot, error)
 }
 
 // resultKey identifies one check in one datastore state. A result never
@@ -61,9 +60,18 @@ type resultCache struct {
 	results *otter.Cache[resultKey, Decision]
 	sets    *otter.Cache[lookupKey, *resourceSet]
 	lookups *prometheus.CounterVec
+
+	// perOrg is set when states tell orgs apart. orgs then holds what is
+	// known of the org that resources belong to.
+	perOrg bool
+	orgs   *orgIndex
+
+	// pins holds the revision that SpiceDB evaluates the checks of a state
+	// at (see pinFor).
+	pins *otter.Cache[string, pin]
 }
 
-func newResultCache(states stateReader, bytes int, registry prometheus.Registerer) (*resultCache, error) {
+func newResultCache(states stateReader, perOrg bool, bytes int, registry prometheus.Registerer) (*resultCache, error) {
 	results, err := otter.New(&otter.Options[resultKey, Decision]{
 		MaximumWeight:    uint64(bytes),
 		Weigher:          weighResult,
@@ -91,7 +99,20 @@ func newResultCache(states stateReader, bytes int, registry prometheus.Registere
 		}
 		lookups = already.ExistingCollector.(*prometheus.CounterVec)
 	}
-	return &resultCache{states: states, results: results, sets: sets, lookups: lookups}, nil
+	pins, err := otter.New(&otter.Options[string, pin]{
+		MaximumSize:      maxPins,
+		ExpiryCalculator: otter.ExpiryWriting[string, pin](maxPinAge),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create revision pins: %w", err)
+	}
+	c := &resultCache{states: states, results: results, sets: sets, lookups: lookups, perOrg: perOrg, pins: pins}
+	if perOrg {
+		if c.orgs, err = newOrgIndex(bytes / 4); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // stateKey is the context key of a state pinned by WithSnapshot.
@@ -106,23 +127,33 @@ func (e *Engine) WithSnapshot(ctx context.Context) (context.Context, error) {
 	if e.results == nil {
 		return ctx, nil
 	}
-	state, err := e.results.current(ctx)
+	snap, err := e.results.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return context.WithValue(ctx, stateKey{}, state), nil
+	return context.WithValue(ctx, stateKey{}, snap), nil
 }
 
-// current returns the state pinned in ctx, or reads the datastore's.
-func (c *resultCache) current(ctx context.Context) (string, error) {
-	if state, ok := ctx.Value(stateKey{}).(string); ok {
-		return state, nil
+// snapshot returns the snapshot pinned in ctx, or reads the datastore's.
+func (c *resultCache) snapshot(ctx context.Context) (snapshot, error) {
+	if snap, ok := ctx.Value(stateKey{}).(snapshot); ok {
+		return snap, nil
 	}
-	state, err := c.states.state(ctx)
+	snap, err := c.states.read(ctx)
 	if err != nil {
-		return "", fmt.Errorf("read datastore state: %w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("read datastore state: %w: %w", ErrUnavailable, err)
 	}
-	return state, nil
+	return snap, nil
+}
+
+// current returns the whole state of the snapshot pinned in ctx, or of a
+// new one.
+func (c *resultCache) current(ctx context.Context) (string, error) {
+	snap, err := c.snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	return snap.whole(), nil
 }
 
 func (c *resultCache) get(key resultKey) (Decision, bool) {

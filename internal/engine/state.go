@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,19 +13,75 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// headRevision reads the state of an in-memory datastore: its head
-// revision, which only SpiceDB's own writes move.
+// snapshot is one read of the datastore's state. Two snapshots have the
+// same whole state only if no relationship write committed between their
+// reads, and the same state for an org only if no write that may change
+// that org's relationships committed between them.
+type snapshot interface {
+	whole() string
+	org(id string) string
+}
+
+// wholeOnly is a snapshot that tells orgs apart from nothing: every org's
+// state is the whole state.
+type wholeOnly string
+
+func (w wholeOnly) whole() string     { return string(w) }
+func (w wholeOnly) org(string) string { return string(w) }
+
+// headRevision reads the state of a datastore from its head revision, which
+// every write moves. It is used for datastores that Gatehouse cannot see
+// every write of, so it never tells orgs apart.
 type headRevision struct{ ds datastore.Datastore }
 
-func (h headRevision) state(ctx context.Context) (string, error) {
-	rev, err := h.ds.HeadRevision(ctx)
+func (h headRevision) read(ctx context.Context) (snapshot, error) {
+	rev, err := readHead(ctx, h.ds)
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	return wholeOnly(rev.String()), nil
+}
+
+func readHead(ctx context.Context, ds datastore.Datastore) (datastore.Revision, error) {
+	rev, err := ds.HeadRevision(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if rev.Revision == nil {
-		return "", errors.New("datastore has no revision")
+		return nil, errors.New("datastore has no revision")
 	}
-	return rev.Revision.String(), nil
+	return rev.Revision, nil
+}
+
+// counted reads the state of the in-memory datastore that an Engine owns,
+// whose every write goes through a countingDatastore: the head revision
+// for the whole state, and for an org the count of writes to it and of
+// writes to no org in particular.
+type counted struct {
+	ds     datastore.Datastore
+	counts *writeCounts
+}
+
+func (c counted) read(ctx context.Context) (snapshot, error) {
+	rev, err := readHead(ctx, c.ds)
+	if err != nil {
+		return nil, err
+	}
+	return countedSnapshot{head: rev.String(), counts: c.counts}, nil
+}
+
+// countedSnapshot reads an org's counts when asked. Counts read later are
+// higher or equal, so the state is at least as fresh as the read.
+type countedSnapshot struct {
+	head   string
+	counts *writeCounts
+}
+
+func (s countedSnapshot) whole() string { return "head/" + s.head }
+
+func (s countedSnapshot) org(id string) string {
+	global, org := s.counts.of(id)
+	return fmt.Sprintf("count/%d/%s/%d", global, id, org)
 }
 
 // pgTransactions reads the state of SpiceDB's PostgreSQL datastore from
@@ -33,11 +90,15 @@ func (h headRevision) state(ctx context.Context) (string, error) {
 // snapshot, which moves with every write transaction in the whole cluster,
 // Gatehouse's own audit rows included.
 //
-// The state is the count, lowest and highest xid of the rows at or above a
-// horizon. The horizon is the xmin of an earlier snapshot, so every
+// The whole state is the count, lowest and highest xid of the rows at or
+// above a horizon. The horizon is the xmin of an earlier snapshot, so every
 // transaction below it had finished when it was taken. A transaction that
 // commits later adds a row above the horizon, and so a new count, even when
-// it commits after a transaction with a higher xid.
+// it commits after a transaction with a higher xid. An org's state is the
+// same sums over the rows whose metadata names that org and the rows that
+// name none: Gatehouse names the org of each write it makes (ForOrg), and
+// every other write, such as one through a SpiceDB API of its own on the
+// same database, changes every org's state.
 //
 // NOTE: this reads a table of SpiceDB's schema, as migrated by v1.56.2;
 // TestCheckCacheIgnoresOtherWrites fails if a SpiceDB upgrade changes it.
@@ -49,9 +110,12 @@ type pgTransactions struct {
 }
 
 const (
-	queryHorizon      = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
-	queryTransactions = `SELECT count(*), coalesce(min(xid)::text, ''), coalesce(max(xid)::text, '')
-		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8`
+	queryHorizon = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
+
+	// queryTransactions groups the rows by the org that Gatehouse recorded
+	// in the transaction's metadata, or '' for none.
+	queryTransactions = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), count(*), min(xid)::text, max(xid)::text
+		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 GROUP BY 1`
 
 	// maxTransactionsAboveHorizon is how many rows a state read counts
 	// before the horizon moves up. Moving it changes every state, so it
@@ -76,20 +140,78 @@ func (p *pgTransactions) moveHorizon(ctx context.Context) error {
 	return nil
 }
 
-func (p *pgTransactions) state(ctx context.Context) (string, error) {
+func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	horizon := *p.horizon.Load()
-	var count int64
-	var lowest, highest string
-	if err := p.pool.QueryRow(ctx, queryTransactions, horizon).Scan(&count, &lowest, &highest); err != nil {
-		return "", fmt.Errorf("read transactions: %w", err)
+	rows, err := p.pool.Query(ctx, queryTransactions, horizon)
+	if err != nil {
+		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	if count > maxTransactionsAboveHorizon {
+	s := pgSnapshot{horizon: horizon, orgs: make(map[string]transactions)}
+	for rows.Next() {
+		var org, lowest, highest string
+		var t transactions
+		if err := rows.Scan(&org, &t.count, &lowest, &highest); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read transactions: %w", err)
+		}
+		if t.lowest, err = strconv.ParseUint(lowest, 10, 64); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read transactions: xid %q: %w", lowest, err)
+		}
+		if t.highest, err = strconv.ParseUint(highest, 10, 64); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
+		}
+		if org == "" {
+			s.global = t
+		} else {
+			s.orgs[org] = t
+		}
+		s.all = s.all.add(t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read transactions: %w", err)
+	}
+	if s.all.count > maxTransactionsAboveHorizon {
 		// The state just read stays valid; only the next reads change.
 		if err := p.moveHorizon(ctx); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return fmt.Sprintf("%s/%d/%s/%s", horizon, count, lowest, highest), nil
+	return s, nil
+}
+
+// transactions sums up some rows of relation_tuple_transaction: how many,
+// and their lowest and highest xid.
+type transactions struct {
+	count           int64
+	lowest, highest uint64
+}
+
+func (t transactions) add(u transactions) transactions {
+	switch {
+	case u.count == 0:
+		return t
+	case t.count == 0:
+		return u
+	}
+	return transactions{count: t.count + u.count, lowest: min(t.lowest, u.lowest), highest: max(t.highest, u.highest)}
+}
+
+func (t transactions) String() string { return fmt.Sprintf("%d/%d/%d", t.count, t.lowest, t.highest) }
+
+// pgSnapshot is one read of relation_tuple_transaction above the horizon.
+type pgSnapshot struct {
+	horizon string
+	all     transactions
+	global  transactions // the rows of no org
+	orgs    map[string]transactions
+}
+
+func (s pgSnapshot) whole() string { return "pg/" + s.horizon + "/" + s.all.String() }
+
+func (s pgSnapshot) org(id string) string {
+	return "pg/" + s.horizon + "/" + s.global.String() + "/" + id + "/" + s.orgs[id].String()
 }
 
 // coalesced shares state reads between concurrent callers without ever
@@ -109,14 +231,14 @@ type coalesced struct {
 // stateCall is one shared read.
 type stateCall struct {
 	done  chan struct{}
-	state string
+	state snapshot
 	err   error
 }
 
 // readTimeout bounds one shared read, which outlives any one caller.
 const readTimeout = 10 * time.Second
 
-func (c *coalesced) state(ctx context.Context) (string, error) {
+func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 	c.mu.Lock()
 	if c.next == nil {
 		c.next = &stateCall{done: make(chan struct{})}
@@ -133,7 +255,7 @@ func (c *coalesced) state(ctx context.Context) (string, error) {
 	case <-call.done:
 		return call.state, call.err
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -141,7 +263,7 @@ func (c *coalesced) state(ctx context.Context) (string, error) {
 func (c *coalesced) run(call *stateCall) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-		call.state, call.err = c.reader.state(ctx)
+		call.state, call.err = c.reader.read(ctx)
 		cancel()
 		close(call.done)
 

@@ -13,10 +13,10 @@ import (
 // short delay, so that callers overlap.
 type countingReader struct{ started atomic.Int64 }
 
-func (r *countingReader) state(ctx context.Context) (string, error) {
+func (r *countingReader) read(ctx context.Context) (snapshot, error) {
 	n := r.started.Add(1)
 	time.Sleep(2 * time.Millisecond)
-	return strconv.FormatInt(n, 10), nil
+	return wholeOnly(strconv.FormatInt(n, 10)), nil
 }
 
 func TestCoalescedNeverServesOlderRead(t *testing.T) {
@@ -30,12 +30,12 @@ func TestCoalescedNeverServesOlderRead(t *testing.T) {
 			defer wg.Done()
 			for range 20 {
 				before := reader.started.Load()
-				got, err := c.state(context.Background())
+				got, err := c.read(context.Background())
 				if err != nil {
-					t.Errorf("state: %v", err)
+					t.Errorf("read: %v", err)
 					return
 				}
-				n, _ := strconv.ParseInt(got, 10, 64)
+				n, _ := strconv.ParseInt(got.whole(), 10, 64)
 				if n <= before {
 					t.Errorf("got read %d, which started before the call (%d reads had started)", n, before)
 				}
@@ -53,10 +53,10 @@ func TestCoalescedCallerCancel(t *testing.T) {
 	c := &coalesced{reader: &countingReader{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.state(ctx); err == nil {
-		t.Error("state with a cancelled context returned no error")
+	if _, err := c.read(ctx); err == nil {
+		t.Error("read with a cancelled context returned no error")
 	}
-	if _, err := c.state(context.Background()); err != nil {
-		t.Errorf("state after a cancelled caller: %v", err)
+	if _, err := c.read(context.Background()); err != nil {
+		t.Errorf("read after a cancelled caller: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/expiry"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
@@ -264,14 +265,23 @@ func (s *Service) apply(ctx context.Context, g Grant, group *v1.Precondition) (s
 	if err != nil {
 		return "", err
 	}
-	preconditions := []*v1.Precondition{existsPrecondition(g.Resource)}
+	// The resource must still be in the grant's org: the write is recorded
+	// as a change to that org only, and a resource deleted and created
+	// again in another org must not receive the grant.
+	org, preconditions, err := s.authz.OrgChain(ctx, g.Resource)
+	if errors.Is(err, authz.ErrNotFound) || (err == nil && org != g.Org) {
+		return "", fmt.Errorf("%w: %s is no longer in %s", errPrecondition, g.Resource, g.Org)
+	}
+	if err != nil {
+		return "", err
+	}
 	if group != nil {
 		preconditions = append(preconditions, group)
 	}
 	var token string
 	err = s.authz.WithBumps(ctx, principals, func() error {
 		var err error
-		token, err = s.authz.Engine().Write(ctx, updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
+		token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
 		return err
 	})
 	if err != nil && isPrecondition(err) {
@@ -290,7 +300,8 @@ func (s *Service) remove(ctx context.Context, g Grant) (string, error) {
 	var token string
 	err = s.authz.WithBumps(ctx, principals, func() error {
 		var err error
-		token, err = s.authz.Engine().Write(ctx, updates(g, v1.RelationshipUpdate_OPERATION_DELETE), nil)
+		// Only a resource of g.Org can hold the grant: apply made sure.
+		token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_DELETE), nil)
 		return err
 	})
 	return token, err
@@ -317,17 +328,6 @@ func updates(g Grant, op v1.RelationshipUpdate_Operation) []*v1.RelationshipUpda
 		Subject:  &v1.SubjectReference{Object: &v1.ObjectReference{ObjectType: g.Subject.Type, ObjectId: g.Subject.ID}, OptionalRelation: subjectRelation},
 	}
 	return []*v1.RelationshipUpdate{{Operation: op, Relationship: role}, {Operation: op, Relationship: hold}}
-}
-
-// existsPrecondition holds while ref's parent link exists, which is what
-// existence means in Gatehouse.
-func existsPrecondition(ref object.Ref) *v1.Precondition {
-	return &v1.Precondition{
-		Operation: v1.Precondition_OPERATION_MUST_MATCH,
-		Filter: &v1.RelationshipFilter{
-			ResourceType: ref.Type, OptionalResourceId: ref.ID, OptionalRelation: object.ParentRelation(ref.Type),
-		},
-	}
 }
 
 func createdState(g Grant) map[string]string {

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
-
 	"github.com/gatehouse-authz/gatehouse/internal/authz"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
@@ -87,7 +85,7 @@ func (s *Service) Create(ctx context.Context, caller authz.Caller, req CreateReq
 		return Link{}, "", fmt.Errorf("%w: %s lacks %q on %s, so it cannot make a link with role %q",
 			authz.ErrForbidden, caller.Ref, rolePermission(req.Role), req.Resource, req.Role)
 	}
-	org, err := s.authz.OrgOf(ctx, req.Resource)
+	org, chain, err := s.authz.OrgChain(ctx, req.Resource)
 	if err != nil {
 		return Link{}, "", err
 	}
@@ -108,7 +106,9 @@ func (s *Service) Create(ctx context.Context, caller authz.Caller, req CreateReq
 		change.Failed(ctx)
 		return Link{}, "", err
 	}
-	zed, err := s.authz.Engine().Write(ctx, grantUpdates(l), []*v1.Precondition{resourceExists(l.Resource)})
+	// The chain keeps the resource in the org that the write is recorded
+	// under, and requires that it still exists.
+	zed, err := s.authz.Engine().Write(engine.ForOrg(ctx, org.ID), grantUpdates(l), chain)
 	if err != nil {
 		change.Failed(ctx)
 		if _, endErr := s.store.End(context.WithoutCancel(ctx), l.ID, StateRevoked, s.now()); endErr != nil {

@@ -110,7 +110,8 @@ func (s *Service) Redeem(ctx context.Context, caller authz.Caller, token string)
 	var zed string
 	err = s.authz.WithBumps(ctx, []string{principal}, func() error {
 		var err error
-		zed, err = s.authz.Engine().Write(ctx, []*v1.RelationshipUpdate{{
+		// Only l.Resource, in l.Org, names the link.
+		zed, err = s.authz.Engine().Write(engine.ForOrg(ctx, l.Org.ID), []*v1.RelationshipUpdate{{
 			Operation:    v1.RelationshipUpdate_OPERATION_TOUCH,
 			Relationship: relationship(linkRef(l.ID), holderRelation, caller.Ref, "", expiration(l)),
 		}}, nil)

@@ -6,6 +6,7 @@ import (
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
@@ -50,20 +51,6 @@ func grantUpdates(l Link) []*v1.RelationshipUpdate {
 	return updates
 }
 
-// resourceExists is a precondition that holds while resource has its
-// parent relationship, which every live resource has and a deleted one
-// loses.
-func resourceExists(resource object.Ref) *v1.Precondition {
-	return &v1.Precondition{
-		Operation: v1.Precondition_OPERATION_MUST_MATCH,
-		Filter: &v1.RelationshipFilter{
-			ResourceType:       resource.Type,
-			OptionalResourceId: resource.ID,
-			OptionalRelation:   object.ParentRelation(resource.Type),
-		},
-	}
-}
-
 // grantFilter matches every relationship from l's resource to the link,
 // with or without the holder relation.
 func grantFilter(l Link) *v1.RelationshipFilter {
@@ -94,6 +81,9 @@ func (s *Service) granted(ctx context.Context, l Link) (bool, error) {
 // ungrant deletes the relationships from l's resource to the link and the
 // link's holders.
 func (s *Service) ungrant(ctx context.Context, l Link) (string, error) {
+	// Only l.Resource, in l.Org, names the link: a resource deleted and
+	// created again elsewhere loses every relationship naming the link.
+	ctx = engine.ForOrg(ctx, l.Org.ID)
 	if _, err := s.authz.Engine().DeleteMatching(ctx, grantFilter(l), nil); err != nil {
 		return "", err
 	}

@@ -1,0 +1,221 @@
+package engine_test
+
+import (
+	"context"
+	"testing"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+
+	"github.com/gatehouse-authz/gatehouse/internal/engine"
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+var (
+	globex = object.Ref{Type: "org", ID: "globex"}
+	carol  = object.Ref{Type: "user", ID: "dev|carol"}
+	doc2   = object.Ref{Type: "document", ID: "d2"}
+)
+
+// seedGlobex writes a second org, globex, with carol as owner and doc2 in
+// it, recorded as a change to globex.
+func seedGlobex(tb testing.TB, e *engine.Engine) {
+	tb.Helper()
+	ws, project := object.Ref{Type: "workspace", ID: "w2"}, object.Ref{Type: "project", ID: "p2"}
+	_, err := e.Write(engine.ForOrg(tb.Context(), globex.ID), []*v1.RelationshipUpdate{
+		touch(globex, "platform", object.Ref{Type: "platform", ID: "gatehouse"}),
+		touch(globex, "owner", carol),
+		touch(ws, "org", globex),
+		touch(project, "workspace", ws),
+		touch(doc2, "project", project),
+	}, nil)
+	if err != nil {
+		tb.Fatalf("seed globex: %v", err)
+	}
+}
+
+// checkIn runs one check in a fresh request context, as the check API does.
+func checkIn(tb testing.TB, e *engine.Engine, req engine.CheckRequest) engine.Decision {
+	tb.Helper()
+	ctx, err := e.WithResource(tb.Context(), req.Resource)
+	if err != nil {
+		tb.Fatalf("pin %s: %v", req.Resource, err)
+	}
+	d, err := e.Check(ctx, req)
+	if err != nil {
+		tb.Fatalf("check %s %s %s: %v", req.Subject, req.Permission, req.Resource, err)
+	}
+	return d
+}
+
+func orgOf(tb testing.TB, e *engine.Engine, resource object.Ref) (object.Ref, bool) {
+	tb.Helper()
+	ctx, err := e.WithResource(tb.Context(), resource)
+	if err != nil {
+		tb.Fatalf("pin %s: %v", resource, err)
+	}
+	return engine.OrgOf(ctx, resource)
+}
+
+func bothDatastores() map[string]func(testing.TB) instances {
+	return map[string]func(testing.TB) instances{
+		"memory":   func(tb testing.TB) instances { return memoryInstances(tb, 0) },
+		"postgres": postgresInstances,
+	}
+}
+
+// TestOrgStateKeepsOtherOrgsCached checks that a write recorded under one
+// org leaves the cached results of another in use, and that a write under
+// the org itself, or under none, is seen at once.
+func TestOrgStateKeepsOtherOrgsCached(t *testing.T) {
+	for name, start := range bothDatastores() {
+		t.Run(name, func(t *testing.T) {
+			in := start(t)
+			seed(t, in.a)
+			seedGlobex(t, in.a)
+			req := engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice}
+
+			if org, ok := orgOf(t, in.a, doc); !ok || org != acme {
+				t.Fatalf("org of %s = %v, %v; want %s", doc, org, ok, acme)
+			}
+			if !checkIn(t, in.a, req).Allowed {
+				t.Fatal("first check denied, want allowed")
+			}
+
+			// Writes to globex, on the other instance, keep acme's result.
+			for i := range 3 {
+				if _, err := in.b.Write(engine.ForOrg(t.Context(), globex.ID), []*v1.RelationshipUpdate{
+					touch(globex, "member", object.Ref{Type: "user", ID: "dev|m" + string(rune('0'+i))}),
+				}, nil); err != nil {
+					t.Fatalf("write to globex: %v", err)
+				}
+				before := cacheLookups(t, in.metrics, "hit")
+				if !checkIn(t, in.a, req).Allowed {
+					t.Fatalf("check after write %d to globex denied, want allowed", i)
+				}
+				if cacheLookups(t, in.metrics, "hit") != before+1 {
+					t.Errorf("check after write %d to globex missed the cache", i)
+				}
+			}
+
+			// A write to acme is seen at once.
+			if _, err := in.b.DeleteMatching(engine.ForOrg(t.Context(), acme.ID), &v1.RelationshipFilter{
+				ResourceType: "org", OptionalResourceId: acme.ID, OptionalRelation: "owner",
+			}, nil); err != nil {
+				t.Fatalf("delete role: %v", err)
+			}
+			if checkIn(t, in.a, req).Allowed {
+				t.Fatal("cached allow served after a write to the resource's org")
+			}
+
+			// So is a write recorded under no org.
+			if _, err := in.b.Write(t.Context(), []*v1.RelationshipUpdate{touch(acme, "owner", alice)}, nil); err != nil {
+				t.Fatalf("restore role: %v", err)
+			}
+			if !checkIn(t, in.a, req).Allowed {
+				t.Fatal("cached deny served after a write of no org")
+			}
+		})
+	}
+}
+
+// TestOrgStatePinsOneRevision checks that the uncached checks of one org
+// state are evaluated at one revision, so that SpiceDB's dispatch cache
+// serves what they share, even while other orgs change.
+func TestOrgStatePinsOneRevision(t *testing.T) {
+	for name, start := range bothDatastores() {
+		t.Run(name, func(t *testing.T) {
+			in := start(t)
+			seed(t, in.a)
+			seedGlobex(t, in.a)
+			first := checkIn(t, in.a, engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice})
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), globex.ID), []*v1.RelationshipUpdate{touch(globex, "member", bob)}, nil); err != nil {
+				t.Fatalf("write to globex: %v", err)
+			}
+			second := checkIn(t, in.a, engine.CheckRequest{Resource: doc, Permission: "view", Subject: bob})
+			if first.Token == "" || first.Token != second.Token {
+				t.Errorf("two checks in one acme state ran at %q and %q, want one revision", first.Token, second.Token)
+			}
+			if second.Allowed {
+				t.Error("bob may view acme's document after joining globex")
+			}
+			// globex's own check sees bob's membership.
+			if !checkIn(t, in.a, engine.CheckRequest{Resource: globex, Permission: "view", Subject: bob}).Allowed {
+				t.Error("bob may not view globex after joining it")
+			}
+		})
+	}
+}
+
+// TestOrgOfMovedResource checks that a resource deleted from one org and
+// created again in another is checked in the new one, however the engine
+// remembered it.
+func TestOrgOfMovedResource(t *testing.T) {
+	for name, start := range bothDatastores() {
+		t.Run(name, func(t *testing.T) {
+			in := start(t)
+			seed(t, in.a)
+			seedGlobex(t, in.a)
+			view := engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}
+			if checkIn(t, in.a, view).Allowed {
+				t.Fatal("carol may view acme's document")
+			}
+
+			// The other instance deletes the document, recorded under acme.
+			if _, err := in.b.DeleteMatching(engine.ForOrg(t.Context(), acme.ID), &v1.RelationshipFilter{
+				ResourceType: doc.Type, OptionalResourceId: doc.ID,
+			}, nil); err != nil {
+				t.Fatalf("delete document: %v", err)
+			}
+			if _, ok := orgOf(t, in.a, doc); ok {
+				t.Error("a deleted document still has an org")
+			}
+			if checkIn(t, in.a, view).Allowed {
+				t.Error("carol may view a deleted document")
+			}
+
+			// It comes back in globex, recorded under globex.
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), globex.ID), []*v1.RelationshipUpdate{
+				touch(doc, "project", object.Ref{Type: "project", ID: "p2"}),
+			}, nil); err != nil {
+				t.Fatalf("create document in globex: %v", err)
+			}
+			if org, ok := orgOf(t, in.a, doc); !ok || org != globex {
+				t.Errorf("org of the document created again = %v, %v; want %s", org, ok, globex)
+			}
+			if !checkIn(t, in.a, view).Allowed {
+				t.Error("carol may not view globex's document")
+			}
+			if checkIn(t, in.a, engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}).Allowed {
+				t.Error("alice, acme's owner, may view the document now in globex")
+			}
+		})
+	}
+}
+
+// TestOrgOfMissingResource checks that a resource in no org is checked
+// against the whole datastore's state, and denied.
+func TestOrgOfMissingResource(t *testing.T) {
+	in := memoryInstances(t, 0)
+	seed(t, in.a)
+	missing := object.Ref{Type: "document", ID: "nowhere"}
+	if _, ok := orgOf(t, in.a, missing); ok {
+		t.Error("a missing document has an org")
+	}
+	if checkIn(t, in.a, engine.CheckRequest{Resource: missing, Permission: "view", Subject: alice}).Allowed {
+		t.Error("a missing document allows a view")
+	}
+	if org, ok := orgOf(t, in.a, acme); !ok || org != acme {
+		t.Errorf("org of an org = %v, %v; want itself", org, ok)
+	}
+}
+
+// TestForOrgOnlyTagsWrites checks that ForOrg changes nothing for reads.
+func TestForOrgOnlyTagsWrites(t *testing.T) {
+	in := memoryInstances(t, 0)
+	seed(t, in.a)
+	ctx := engine.ForOrg(context.Background(), globex.ID)
+	d, err := in.a.Check(ctx, engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice})
+	if err != nil || !d.Allowed {
+		t.Fatalf("check with ForOrg = %+v, %v; want allowed", d, err)
+	}
+}

@@ -1,0 +1,307 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"github.com/authzed/spicedb/pkg/datalayer"
+	"github.com/authzed/spicedb/pkg/datastore"
+	"github.com/authzed/spicedb/pkg/datastore/options"
+	"github.com/authzed/spicedb/pkg/zedtoken"
+	"github.com/maypok86/otter/v2"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+)
+
+// pin is the revision that SpiceDB evaluates the uncached checks of one
+// state at. Every check of a state then runs at the same revision, so
+// SpiceDB's dispatch cache serves the parts that they share (an org's
+// roles, a project's viewers) for as long as the state lasts, however many
+// writes to other orgs commit meanwhile.
+type pin struct {
+	rev         datastore.Revision
+	consistency *v1.Consistency
+}
+
+const (
+	// maxPinAge bounds how long a revision stays pinned, well inside any
+	// garbage collection window a datastore would be run with.
+	maxPinAge = time.Minute
+
+	// maxPins bounds the number of pinned revisions: one per org with
+	// recent checks.
+	maxPins = 100_000
+)
+
+// pinFor returns the revision pinned for state, reading the head revision
+// when none is. The head revision is read after state was, so it holds every
+// write that state reflects; a later read returns state again only if no
+// write that state reflects has committed since, so the revision holds every
+// write that has returned before that read too.
+func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
+	if p, ok := e.results.pins.GetIfPresent(state); ok {
+		return p, nil
+	}
+	head, err := e.ds.HeadRevision(ctx)
+	if err != nil {
+		return pin{}, fmt.Errorf("read head revision: %w: %w", ErrUnavailable, err)
+	}
+	if head.Revision == nil {
+		return pin{}, fmt.Errorf("read head revision: %w: datastore has no revision", ErrUnavailable)
+	}
+	token, err := zedtoken.NewFromRevision(ctx, head.Revision, datalayer.SchemaHash(head.SchemaHash), e.ds)
+	if err != nil {
+		return pin{}, fmt.Errorf("encode head revision: %w", err)
+	}
+	p := pin{rev: head.Revision, consistency: &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}}
+	e.results.pins.Set(state, p)
+	return p, nil
+}
+
+// unpin forgets the revision pinned for state, after SpiceDB refused it.
+func (e *Engine) unpin(state string) { e.results.pins.Invalidate(state) }
+
+// scope is the org that a request's resource belongs to, as WithResource
+// verified it, and that org's state in the request's snapshot.
+type scope struct {
+	resource object.Ref
+	org      object.Ref
+	state    string
+}
+
+type scopeKey struct{}
+
+// WithResource does what WithSnapshot does, and also finds the org that
+// resource belongs to, if it can, verifying it at the revision that the
+// org's state pins. Checks on resource and on its org in the returned
+// context are then keyed by the org's state instead of the whole
+// datastore's, so they stay cached while other orgs change.
+func (e *Engine) WithResource(ctx context.Context, resource object.Ref) (context.Context, error) {
+	ctx, err := e.WithSnapshot(ctx)
+	if err != nil || e.results == nil || !e.results.perOrg {
+		return ctx, err
+	}
+	snap := ctx.Value(stateKey{}).(snapshot)
+	org, ok, err := e.verifiedOrg(ctx, snap, resource)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return ctx, nil
+	}
+	return context.WithValue(ctx, scopeKey{}, &scope{resource: resource, org: org, state: snap.org(org.ID)}), nil
+}
+
+// OrgOf returns the org that WithResource verified resource belongs to in
+// ctx, if it did.
+func OrgOf(ctx context.Context, resource object.Ref) (object.Ref, bool) {
+	sc, ok := ctx.Value(scopeKey{}).(*scope)
+	if !ok || sc.resource != resource {
+		return object.Ref{}, false
+	}
+	return sc.org, true
+}
+
+// stateOf returns the state that checks on resource are keyed by in ctx:
+// its org's, if WithResource verified it, or else the whole datastore's.
+func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, error) {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok && (resource == sc.resource || resource == sc.org) {
+		return sc.state, nil
+	}
+	return e.results.current(ctx)
+}
+
+// verifiedOrg returns the org that resource belongs to at the revision
+// pinned for that org's state in snap, and false if that cannot be
+// established: resource missing, or moving between two reads.
+//
+// A resource's link to its parent changes only by a write to its org (its
+// deletion) or by a write of no org, and either changes the org's state. So
+// a resource that belongs to an org at the revision pinned for its current
+// state still does, and that is remembered for as long as that state lasts.
+// The revision pinned for one org says nothing about resources of others,
+// so a resource missing there is looked for again at the head revision.
+func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object.Ref) (object.Ref, bool, error) {
+	if resource.Type == object.TypeOrg {
+		return resource, true, nil
+	}
+	candidate, hinted, err := e.guessOrg(ctx, resource, true)
+	if err != nil || candidate == "" {
+		return object.Ref{}, false, err
+	}
+	for range 3 {
+		state := snap.org(candidate)
+		if _, ok := e.results.orgs.chains.GetIfPresent(chainKey{state: state, ref: resource}); ok {
+			return object.Ref{Type: object.TypeOrg, ID: candidate}, true, nil
+		}
+		p, err := e.pinFor(ctx, state)
+		if err != nil {
+			return object.Ref{}, false, err
+		}
+		found, err := e.orgAt(ctx, resource, candidate, state, p.rev)
+		if err != nil {
+			return object.Ref{}, false, err
+		}
+		switch {
+		case found == candidate:
+			e.results.orgs.hints.Set(resource, candidate)
+			return object.Ref{Type: object.TypeOrg, ID: candidate}, true, nil
+		case found != "":
+			candidate = found
+		case hinted:
+			// Not in the remembered org any more: ask the datastore.
+			e.results.orgs.hints.Invalidate(resource)
+			if candidate, hinted, err = e.guessOrg(ctx, resource, false); err != nil || candidate == "" {
+				return object.Ref{}, false, err
+			}
+		default:
+			return object.Ref{}, false, nil
+		}
+	}
+	return object.Ref{}, false, nil
+}
+
+// guessOrg returns the org that resource most likely belongs to, or "" if
+// it seems to belong to none, and whether that came from what the engine
+// remembered (with useHints). Otherwise it follows the parent links at a
+// recent revision, possibly a little stale, then at the head revision if
+// that found none.
+func (e *Engine) guessOrg(ctx context.Context, resource object.Ref, useHints bool) (org string, hinted bool, err error) {
+	if useHints {
+		if org, ok := e.results.orgs.hints.GetIfPresent(resource); ok {
+			return org, true, nil
+		}
+	}
+	recent, err := e.ds.OptimizedRevision(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("read revision: %w: %w", ErrUnavailable, err)
+	}
+	if org, hinted, err = e.followParents(ctx, recent.Revision, resource, useHints); err != nil || org != "" {
+		return org, hinted, err
+	}
+	head, err := readHead(ctx, e.ds)
+	if err != nil {
+		return "", false, fmt.Errorf("read head revision: %w: %w", ErrUnavailable, err)
+	}
+	return e.followParents(ctx, head, resource, useHints)
+}
+
+// followParents follows the parent links of resource at rev up to its org,
+// or up to an ancestor that the engine remembers the org of, with useHints.
+func (e *Engine) followParents(ctx context.Context, rev datastore.Revision, resource object.Ref, useHints bool) (string, bool, error) {
+	ref := resource
+	for ref.Type != object.TypeOrg {
+		if useHints && ref != resource {
+			if org, ok := e.results.orgs.hints.GetIfPresent(ref); ok {
+				return org, true, nil
+			}
+		}
+		parent, ok, err := e.parentAt(ctx, rev, ref)
+		if err != nil || !ok {
+			return "", false, err
+		}
+		ref = parent
+	}
+	return ref.ID, false, nil
+}
+
+// orgAt returns the ID of the org that resource belongs to at rev, which
+// is the revision pinned for state, the state of org; "" if it belongs to
+// none. Links already verified in state are not read again.
+func (e *Engine) orgAt(ctx context.Context, resource object.Ref, org, state string, rev datastore.Revision) (string, error) {
+	var path []object.Ref
+	ref := resource
+	for ref.Type != object.TypeOrg {
+		if _, ok := e.results.orgs.chains.GetIfPresent(chainKey{state: state, ref: ref}); ok {
+			ref = object.Ref{Type: object.TypeOrg, ID: org}
+			break
+		}
+		parent, ok, err := e.parentAt(ctx, rev, ref)
+		if err != nil || !ok {
+			return "", err
+		}
+		path = append(path, ref)
+		ref = parent
+	}
+	if ref.ID == org {
+		for _, p := range path {
+			e.results.orgs.chains.Set(chainKey{state: state, ref: p}, struct{}{})
+		}
+	}
+	return ref.ID, nil
+}
+
+// parentAt reads the parent of ref at rev, straight from the datastore.
+func (e *Engine) parentAt(ctx context.Context, rev datastore.Revision, ref object.Ref) (object.Ref, bool, error) {
+	parentType, ok := object.ParentType(ref.Type)
+	if !ok {
+		return object.Ref{}, false, nil
+	}
+	limit := uint64(1)
+	rels, err := e.ds.SnapshotReader(rev).QueryRelationships(ctx, datastore.RelationshipsFilter{
+		OptionalResourceType:     ref.Type,
+		OptionalResourceIds:      []string{ref.ID},
+		OptionalResourceRelation: object.ParentRelation(ref.Type),
+	}, options.WithLimit(&limit))
+	if err != nil {
+		return object.Ref{}, false, fmt.Errorf("read parent of %s: %w: %w", ref, ErrUnavailable, err)
+	}
+	for rel, err := range rels {
+		if err != nil {
+			return object.Ref{}, false, fmt.Errorf("read parent of %s: %w: %w", ref, ErrUnavailable, err)
+		}
+		if rel.Subject.ObjectType != parentType {
+			return object.Ref{}, false, nil
+		}
+		return object.Ref{Type: parentType, ID: rel.Subject.ObjectID}, true, nil
+	}
+	return object.Ref{}, false, nil
+}
+
+// orgIndex is what the engine knows of the orgs that resources belong to.
+type orgIndex struct {
+	// hints maps a resource to the org it was last verified in. A hint is
+	// only a guess: it is verified before use.
+	hints *otter.Cache[object.Ref, string]
+
+	// chains holds the resources verified to belong to an org in one of
+	// its states.
+	chains *otter.Cache[chainKey, struct{}]
+}
+
+// chainKey is a resource verified to belong to the org of state.
+type chainKey struct {
+	state string
+	ref   object.Ref
+}
+
+func newOrgIndex(bytes int) (*orgIndex, error) {
+	hints, err := otter.New(&otter.Options[object.Ref, string]{
+		MaximumWeight: uint64(bytes),
+		Weigher: func(k object.Ref, org string) uint32 {
+			return uint32(min(entryOverhead+len(k.Type)+len(k.ID)+len(org), math.MaxUint32))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create org hints: %w", err)
+	}
+	chains, err := otter.New(&otter.Options[chainKey, struct{}]{
+		MaximumWeight: uint64(bytes),
+		Weigher: func(k chainKey, _ struct{}) uint32 {
+			return uint32(min(entryOverhead+len(k.state)+len(k.ref.Type)+len(k.ref.ID), math.MaxUint32))
+		},
+		ExpiryCalculator: otter.ExpiryWriting[chainKey, struct{}](maxResultAge),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create org chains: %w", err)
+	}
+	return &orgIndex{hints: hints, chains: chains}, nil
+}
+
+// isRefusedRevision reports whether err is SpiceDB refusing a revision,
+// such as one garbage collected since it was pinned.
+func isRefusedRevision(err error) bool { return errors.Is(err, ErrInvalidConsistencyToken) }
