@@ -128,13 +128,19 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 // earlier ones have returned, with at most maxOutstanding in flight. Each
 // latency counts from the moment its request was due, so a request that
 // waited for a free slot, or for a late dispatcher, is charged the wait.
+// Each request gets a worker index below maxOutstanding that no other
+// request in flight holds, as in closedLoop.
 func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, duration time.Duration, maxOutstanding int, op operation) Result {
 	debug.FreeOSMemory()
 	rssKnown := resetPeakRSS()
 	var c counters
 	var mu sync.Mutex
 	var all []time.Duration
-	slots := make(chan struct{}, maxOutstanding)
+	// Free worker indexes. Taking one takes a slot.
+	slots := make(chan int, maxOutstanding)
+	for w := range maxOutstanding {
+		slots <- w
+	}
 	var wg sync.WaitGroup
 
 	start := time.Now()
@@ -147,10 +153,9 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
-		slots <- struct{}{}
-		worker := i % maxOutstanding
+		worker := <-slots
 		wg.Go(func() {
-			defer func() { <-slots }()
+			defer func() { slots <- worker }()
 			ops, wrong, err := op(ctx, worker)
 			latency := time.Since(due)
 			c.record(logger, scenario, system, ops, wrong, err)
