@@ -10,6 +10,8 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
 
@@ -155,6 +157,15 @@ type RunReport struct {
 	TokenRejected  int64
 	DatastoreAlive bool
 	Notes          []string
+
+	// WritesDuringRepeated reports whether a relationship write committed
+	// while the repeated-questions scenario ran, which should have none.
+	WritesDuringRepeated bool
+
+	// ClusterTransactionsDuringRepeated counts the transaction ids that
+	// writes anywhere in the PostgreSQL cluster took while the
+	// repeated-questions scenario ran. Always 0 on the memory datastore.
+	ClusterTransactionsDuringRepeated int64
 }
 
 // WrongAnswers returns every wrong answer of the run, the background
@@ -265,10 +276,15 @@ type run struct {
 	checks         *checkSet
 	lookupExpected map[string][]string
 
-	gh         *gatehouse
-	raw        *RawSpiceDB
-	app, admin *tokenSource
-	report     *RunReport
+	gh          *gatehouse
+	raw         *RawSpiceDB
+	app, admin  *tokenSource
+	report      *RunReport
+	databaseURL string // empty on the memory datastore
+
+	// stateConn reads SpiceDB's write transactions and the cluster's
+	// transaction ids on PostgreSQL. Nil until postgresConn connects it.
+	stateConn *pgx.Conn
 }
 
 // execute starts Gatehouse and the raw SpiceDB server on one datastore,
@@ -282,10 +298,16 @@ func (r *run) execute(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		r.databaseURL = databaseURL
 		r.logger.Info("database created", "database", name)
 		defer func() {
 			if dropErr := drop(context.WithoutCancel(ctx)); dropErr != nil {
 				r.logger.Warn("drop benchmark database", "database", name, "error", dropErr)
+			}
+		}()
+		defer func() {
+			if r.stateConn != nil {
+				r.stateConn.Close(context.WithoutCancel(ctx))
 			}
 		}()
 	}
@@ -324,7 +346,9 @@ func (r *run) execute(ctx context.Context) (err error) {
 	}
 
 	r.runChecks(ctx)
-	r.runRepeatedChecks(ctx)
+	if err := r.runRepeatedChecks(ctx); err != nil {
+		return err
+	}
 	r.runLookups(ctx)
 	if err := r.runWrites(ctx); err != nil {
 		return err
@@ -429,15 +453,6 @@ func (r *run) runChecks(ctx context.Context) {
 
 	r.closedLoop(ctx, scenarioBulk, "", systemGatehouse, "checks/s", r.cfg.BulkWorkers, r.gatehouseBulk)
 	r.closedLoop(ctx, scenarioBulk, "", systemSpiceDB, "checks/s", r.cfg.BulkWorkers, r.rawBulk)
-}
-
-// runRepeatedChecks runs single checks on both systems over a small working
-// set of questions, with no writes, so that caches keyed by revision stay
-// valid: the steady state of read-mostly traffic, where runChecks measures
-// questions that are all new.
-func (r *run) runRepeatedChecks(ctx context.Context) {
-	r.closedLoop(ctx, scenarioRepeated, "", systemSpiceDB, "checks/s", r.cfg.Workers, r.rawRepeatedCheck)
-	r.closedLoop(ctx, scenarioRepeated, "", systemGatehouse, "checks/s", r.cfg.Workers, r.gatehouseRepeatedCheck)
 }
 
 // cpuProfile returns a function that starts a CPU profile named after

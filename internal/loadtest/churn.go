@@ -53,7 +53,11 @@ type churn struct {
 }
 
 // startChurn starts the two loops (role changes and temporary grants) and
-// returns a function that stops them and returns the counts.
+// returns a function that stops them and returns the counts. Stopping lets
+// each loop finish its current change, so the role it gave is removed and
+// the grant it created is past its end when the function returns. Only the
+// end of ctx abandons a change halfway, which could leave a write to commit
+// during the next scenario.
 func (r *run) startChurn(ctx context.Context, interval time.Duration) func() ChurnStats {
 	c := &churn{r: r, interval: interval, rng: rand.New(rand.NewPCG(uint64(r.ds.Seed), 0x636875726e))}
 	projects := r.ds.Objects[typeProject]
@@ -64,17 +68,32 @@ func (r *run) startChurn(ctx context.Context, interval time.Duration) func() Chu
 		grantTargets = append(grantTargets, pickFrom(c.rng, projects))
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { c.roleLoop(ctx, roleTargets) })
-	wg.Go(func() { c.grantLoop(ctx, grantTargets) })
+	wg.Go(func() { c.roleLoop(ctx, stop, roleTargets) })
+	wg.Go(func() { c.grantLoop(ctx, stop, grantTargets) })
 	return func() ChurnStats {
-		cancel()
+		close(stop)
 		wg.Wait()
 		return ChurnStats{
 			RoleChanges: c.roleChanges.Load(), GrantsEnded: c.grantsEnded.Load(), Verifications: c.verifications.Load(),
 			WrongGatehouse: c.wrongGatehouse.Load(), WrongSpiceDB: c.wrongSpiceDB.Load(), Errors: c.errors.Load(),
 		}
+	}
+}
+
+// pause waits for d and reports true, or reports false as soon as ctx ends
+// or stop is closed.
+func pause(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -93,9 +112,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // roleLoop gives a churn user the viewer role on a project, verifies that
 // both systems allow it to view a document of the project, removes the
-// role and verifies that both deny, once per interval.
-func (c *churn) roleLoop(ctx context.Context, projects []string) {
-	for i := 0; sleep(ctx, c.interval); i++ {
+// role and verifies that both deny, once per interval, until stop is
+// closed.
+func (c *churn) roleLoop(ctx context.Context, stop <-chan struct{}, projects []string) {
+	for i := 0; pause(ctx, stop, c.interval); i++ {
 		project := projects[i%len(projects)]
 		doc := Object{Type: typeDocument, ID: c.r.ds.ProjectDocs[project][0]}
 		subject := fmt.Sprintf("dev|churn-role-%d", i%8)
@@ -124,9 +144,9 @@ func (c *churn) roleLoop(ctx context.Context, projects []string) {
 
 // grantLoop creates a temporary viewer grant of the shortest allowed
 // duration (one second) for a churn user on a project and verifies that
-// both systems deny shortly after it ends.
-func (c *churn) grantLoop(ctx context.Context, projects []string) {
-	for i := 0; sleep(ctx, c.interval); i++ {
+// both systems deny shortly after it ends, until stop is closed.
+func (c *churn) grantLoop(ctx context.Context, stop <-chan struct{}, projects []string) {
+	for i := 0; pause(ctx, stop, c.interval); i++ {
 		project := projects[i%len(projects)]
 		doc := Object{Type: typeDocument, ID: c.r.ds.ProjectDocs[project][0]}
 		subject := fmt.Sprintf("dev|churn-grant-%d", i%8)

@@ -247,6 +247,9 @@ func TestRunTinyDataset(t *testing.T) {
 			t.Errorf("%s on %s: no request completed", res.Scenario, res.System)
 		}
 	}
+	if run.WritesDuringRepeated {
+		t.Errorf("a relationship write committed during %q", scenarioRepeated)
+	}
 
 	var md strings.Builder
 	if err := report.WriteMarkdown(&md); err != nil {

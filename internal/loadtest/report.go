@@ -98,8 +98,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"scenario's first request, sent alone before the warm-up, when no cache holds its result yet.\n")
 	fmt.Fprintf(b, "- The check scenarios cycle through the %d queries in a fixed shuffled order, so a question repeats only after that many requests. "+
 		"Role changes and one-second temporary grants run through Gatehouse's API during them, every %s; each write makes a new "+
-		"datastore revision, and both systems' caches key results by revision. No writes run during the lookup scenarios.\n",
-		cfg.Queries, cfg.ChangeInterval)
+		"datastore revision, and both systems' caches key results by revision. The repeated-questions scenario starts once no "+
+		"relationship write has committed for %s. No writes run during it or the lookup scenarios.\n",
+		cfg.Queries, cfg.ChangeInterval, quietPeriod)
 	fmt.Fprintf(b, "- Bulk checks run with %d workers (100 checks per request); the other closed-loop scenarios with %d.\n\n", cfg.BulkWorkers, cfg.Workers)
 
 	for _, run := range r.Runs {
@@ -144,6 +145,15 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 	if run.OpenLoop != nil {
 		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests.\n",
 			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests)
+	}
+	if run.WritesDuringRepeated {
+		fmt.Fprintf(b, "- A relationship write committed while %q ran, so the caches of both systems may have been emptied during it.\n", scenarioRepeated)
+	}
+	if n := run.ClusterTransactionsDuringRepeated; n > 0 {
+		fmt.Fprintf(b, "- %d transaction ids were assigned in the PostgreSQL cluster while %q ran, by writes to any of its databases. "+
+			"SpiceDB v1.56.2's revisions on PostgreSQL are snapshots of the whole cluster, so each such write gives fully consistent checks "+
+			"a new revision, which SpiceDB's dispatch cache holds no results for.\n",
+			n, scenarioRepeated)
 	}
 	c := run.Churn
 	fmt.Fprintf(b, "- Access changes during the check scenarios: %d role changes and %d one-second grants through Gatehouse's API, "+
