@@ -158,6 +158,11 @@ type RunReport struct {
 	DatastoreAlive bool
 	Notes          []string
 
+	// SkewedOpenLoop is the open-loop run on skewed questions, offered at
+	// SkewedOpenLoopRate checks/s.
+	SkewedOpenLoop     *Result
+	SkewedOpenLoopRate float64
+
 	// WritesDuringRepeated reports whether a relationship write committed
 	// while the repeated-questions scenario ran, which should have none.
 	WritesDuringRepeated bool
@@ -177,6 +182,9 @@ func (r *RunReport) WrongAnswers() int64 {
 	}
 	if r.OpenLoop != nil {
 		n += r.OpenLoop.WrongAnswers
+	}
+	if r.SkewedOpenLoop != nil {
+		n += r.SkewedOpenLoop.WrongAnswers
 	}
 	return n
 }
@@ -346,6 +354,7 @@ func (r *run) execute(ctx context.Context) (err error) {
 	}
 
 	r.runChecks(ctx)
+	r.runSkewedChecks(ctx)
 	if err := r.runRepeatedChecks(ctx); err != nil {
 		return err
 	}
@@ -411,18 +420,20 @@ func (r *run) closedLoop(ctx context.Context, scenario, sameAs, system, unit str
 
 // Scenario names, as the report shows them.
 const (
-	scenarioCheck       = "check"
-	scenarioRepeated    = "check, 500 repeated questions, no writes"
-	scenarioBulk        = "bulk check (100 per request)"
-	scenarioOpenLoop    = "check, open loop"
-	scenarioCreate      = "create a document with an owner"
-	scenarioMember      = "change a member's role"
-	scenarioExchange    = "token exchange"
-	systemGatehouse     = "Gatehouse"
-	systemSpiceDB       = "SpiceDB"
-	lookupScenarioFirst = "lookup %s documents, first page"
-	lookupScenarioAll   = "lookup %s documents, all pages"
-	lookupScenarioRaw   = "lookup %s documents"
+	scenarioCheck          = "check"
+	scenarioRepeated       = "check, 500 repeated questions, no writes"
+	scenarioBulk           = "bulk check (100 per request)"
+	scenarioOpenLoop       = "check, open loop"
+	scenarioSkewed         = "check, skewed questions, with writes"
+	scenarioSkewedOpenLoop = "check, skewed questions, open loop"
+	scenarioCreate         = "create a document with an owner"
+	scenarioMember         = "change a member's role"
+	scenarioExchange       = "token exchange"
+	systemGatehouse        = "Gatehouse"
+	systemSpiceDB          = "SpiceDB"
+	lookupScenarioFirst    = "lookup %s documents, first page"
+	lookupScenarioAll      = "lookup %s documents, all pages"
+	lookupScenarioRaw      = "lookup %s documents"
 )
 
 // runChecks runs the single and bulk check scenarios on both systems,

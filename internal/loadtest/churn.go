@@ -30,6 +30,15 @@ type ChurnStats struct {
 	Errors         int64
 }
 
+// add returns the sum of s and o.
+func (s ChurnStats) add(o ChurnStats) ChurnStats {
+	return ChurnStats{
+		RoleChanges: s.RoleChanges + o.RoleChanges, GrantsEnded: s.GrantsEnded + o.GrantsEnded,
+		Verifications: s.Verifications + o.Verifications, WrongGatehouse: s.WrongGatehouse + o.WrongGatehouse,
+		WrongSpiceDB: s.WrongSpiceDB + o.WrongSpiceDB, Errors: s.Errors + o.Errors,
+	}
+}
+
 // grantEndMargin is how long after a grant's expires_at the loop checks
 // that access has ended. maxGrantLead is how early Gatehouse's scheduler
 // may end a grant, 2 s at most by docs/grants.md, so that a write makes a

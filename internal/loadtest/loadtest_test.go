@@ -239,12 +239,26 @@ func TestRunTinyDataset(t *testing.T) {
 	if run.Churn.Verifications == 0 {
 		t.Error("no background access change was verified")
 	}
-	for _, res := range run.Results {
+	if run.OpenLoop == nil {
+		t.Fatal("the open loop on cold questions did not run")
+	}
+	if run.SkewedOpenLoop == nil {
+		t.Fatal("the open loop on skewed questions did not run")
+	}
+	for _, res := range append([]Result{*run.OpenLoop, *run.SkewedOpenLoop}, run.Results...) {
 		if res.Errors != 0 {
 			t.Errorf("%s on %s: %d errors", res.Scenario, res.System, res.Errors)
 		}
 		if res.Requests == 0 {
 			t.Errorf("%s on %s: no request completed", res.Scenario, res.System)
+		}
+		if res.WrongAnswers != 0 {
+			t.Errorf("%s on %s: %d wrong answers", res.Scenario, res.System, res.WrongAnswers)
+		}
+	}
+	for _, system := range []string{systemSpiceDB, systemGatehouse} {
+		if find(run, scenarioSkewed, system) == nil {
+			t.Errorf("%s on %s did not run", scenarioSkewed, system)
 		}
 	}
 	if run.WritesDuringRepeated {
@@ -258,12 +272,17 @@ func TestRunTinyDataset(t *testing.T) {
 	text := md.String()
 	for _, want := range []string{
 		"| check | SpiceDB |", "| check | Gatehouse |", "| check, open loop | Gatehouse |",
+		"| check, skewed questions, with writes | SpiceDB |", "| check, skewed questions, with writes | Gatehouse |",
+		"| check, skewed questions, open loop | Gatehouse |",
 		"| bulk check (100 per request) | Gatehouse |", "| bulk check (100 per request) | SpiceDB |",
 		"lookup 10 documents, first page | Gatehouse |", "lookup 10 documents, all pages | Gatehouse |", "lookup 10 documents | SpiceDB |",
 		"| create a document with an owner | Gatehouse |", "| create a document with an owner | SpiceDB |",
 		"| change a member's role | Gatehouse |", "| change a member's role | SpiceDB |",
 		"| token exchange | Gatehouse |",
 		"Gatehouse check / SpiceDB check throughput: **", "Gatehouse bulk checks / SpiceDB check throughput: **",
+		"Gatehouse check / SpiceDB check throughput on skewed questions with writes: **",
+		"Open loop on skewed questions: Gatehouse checks offered at ",
+		"| check, skewed | open-loop p99, cold | open-loop p99, skewed |",
 		"### Load times", "GOMAXPROCS",
 	} {
 		if !strings.Contains(text, want) {
@@ -272,6 +291,45 @@ func TestRunTinyDataset(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(text)
+	}
+}
+
+// TestSkewedPickerIsReproducibleAndSkewed checks that each worker draws
+// the same questions for the same seed, that workers draw different ones,
+// and that the most frequent questions get about their share.
+func TestSkewedPickerIsReproducibleAndSkewed(t *testing.T) {
+	const questions, workers, draws = 20000, 4, 20000
+	a := newSkewedPicker(questions, workers, 1)
+	b := newSkewedPicker(questions, workers, 1)
+	counts := make([]int, questions)
+	sequences := make([][]int, workers)
+	for w := range workers {
+		for range draws {
+			i := a.next(w)
+			if i < 0 || i >= questions {
+				t.Fatalf("worker %d drew question %d, outside [0, %d)", w, i, questions)
+			}
+			if j := b.next(w); j != i {
+				t.Fatalf("worker %d of two pickers with the same seed drew %d and %d", w, i, j)
+			}
+			counts[i]++
+			sequences[w] = append(sequences[w], i)
+		}
+	}
+	if slices.Equal(sequences[0], sequences[1]) {
+		t.Error("workers 0 and 1 drew the same sequence")
+	}
+
+	top := 0
+	for _, n := range counts[:repeatedQuestions] {
+		top += n
+	}
+	got, want := float64(top)/float64(workers*draws), zipfShare(questions, repeatedQuestions)
+	if got < want-0.03 || got > want+0.03 {
+		t.Errorf("the %d most frequent questions got %.3f of the draws, want %.3f ± 0.03", repeatedQuestions, got, want)
+	}
+	if want < 0.7 || want > 0.8 {
+		t.Errorf("zipfShare(%d, %d) = %.3f, want about three quarters, as the comment on zipfS states", questions, repeatedQuestions, want)
 	}
 }
 

@@ -96,11 +96,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"made just before; errors are counted apart.\n")
 	b.WriteString("- Latencies are per request; for \"all pages\" per pass through every page. \"First request\" is the latency of a " +
 		"scenario's first request, sent alone before the warm-up, when no cache holds its result yet.\n")
-	fmt.Fprintf(b, "- The check scenarios cycle through the %d queries in a fixed shuffled order, so a question repeats only after that many requests. "+
-		"Role changes and one-second temporary grants run through Gatehouse's API during them, every %s; each write makes a new "+
-		"datastore revision, and both systems' caches key results by revision. The repeated-questions scenario starts once no "+
+	fmt.Fprintf(b, "- The cold check scenarios (\"check\", the bulk checks and \"check, open loop\") cycle through the %d queries in a fixed shuffled order, "+
+		"so a question repeats only after that many requests. The skewed ones pick each question from the same %d with a Zipf distribution "+
+		"(s = %.1f, v = %.0f, one seeded generator per worker), so the %d most frequent questions make up %.0f%% of the requests. "+
+		"Role changes and one-second temporary grants run through Gatehouse's API during both, every %s, and each write makes a new "+
+		"datastore revision. SpiceDB's dispatch cache keys results by revision. Gatehouse's result cache keys a check by the state of "+
+		"its resource's org, which writes to other orgs leave unchanged. The repeated-questions scenario starts once no "+
 		"relationship write has committed for %s. No writes run during it or the lookup scenarios.\n",
-		cfg.Queries, cfg.ChangeInterval, quietPeriod)
+		cfg.Queries, cfg.Queries, zipfS, zipfV, repeatedQuestions, 100*zipfShare(cfg.Queries, repeatedQuestions), cfg.ChangeInterval, quietPeriod)
 	fmt.Fprintf(b, "- Bulk checks run with %d workers (100 checks per request); the other closed-loop scenarios with %d.\n\n", cfg.BulkWorkers, cfg.Workers)
 
 	for _, run := range r.Runs {
@@ -122,9 +125,11 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 
 	b.WriteString("| scenario | system | throughput | p50 | p95 | p99 | first request | peak RSS | wrong answers | errors |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	rows := run.Results
-	if run.OpenLoop != nil {
-		rows = append(append([]Result(nil), rows...), *run.OpenLoop)
+	rows := append([]Result(nil), run.Results...)
+	for _, open := range []*Result{run.OpenLoop, run.SkewedOpenLoop} {
+		if open != nil {
+			rows = append(rows, *open)
+		}
 	}
 	for _, res := range rows {
 		fmt.Fprintf(b, "| %s | %s | %s %s | %s | %s | %s | %s | %s | %d | %d |\n",
@@ -139,12 +144,19 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput: **%.2f**\n", gh.Throughput/raw.Throughput)
 		fmt.Fprintf(b, "- Gatehouse bulk checks / SpiceDB check throughput: **%.2f**\n", bulk.Throughput/raw.Throughput)
 	}
-	if ratio, ok := repeatedRatio(run); ok {
+	if ratio, ok := throughputRatio(run, scenarioRepeated); ok {
 		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput on %d repeated questions with no writes: **%.2f**\n", repeatedQuestions, ratio)
+	}
+	if ratio, ok := throughputRatio(run, scenarioSkewed); ok {
+		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput on skewed questions with writes: **%.2f**\n", ratio)
 	}
 	if run.OpenLoop != nil {
 		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests.\n",
 			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests)
+	}
+	if run.SkewedOpenLoop != nil {
+		fmt.Fprintf(b, "- Open loop on skewed questions: Gatehouse checks offered at %.0f/s (%.0f%% of the skewed closed-loop peak): p99 **%s**, %d requests.\n",
+			run.SkewedOpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.SkewedOpenLoop.P99), run.SkewedOpenLoop.Requests)
 	}
 	if run.WritesDuringRepeated {
 		fmt.Fprintf(b, "- A relationship write committed while %q ran, so the caches of both systems may have been emptied during it.\n", scenarioRepeated)
@@ -187,10 +199,10 @@ func find(run *RunReport, scenario, system string) *Result {
 	return nil
 }
 
-// repeatedRatio returns Gatehouse's check throughput over SpiceDB's in the
-// repeated-questions scenario of run, if both ran.
-func repeatedRatio(run *RunReport) (float64, bool) {
-	raw, gh := find(run, scenarioRepeated, systemSpiceDB), find(run, scenarioRepeated, systemGatehouse)
+// throughputRatio returns Gatehouse's throughput over SpiceDB's in scenario
+// of run, if both ran.
+func throughputRatio(run *RunReport, scenario string) (float64, bool) {
+	raw, gh := find(run, scenario, systemSpiceDB), find(run, scenario, systemGatehouse)
 	if raw == nil || gh == nil || raw.Throughput == 0 {
 		return 0, false
 	}
@@ -199,22 +211,20 @@ func repeatedRatio(run *RunReport) (float64, bool) {
 
 func writeSummary(b *strings.Builder, r *Report) {
 	b.WriteString("## Summary\n\n### Ratios\n\n")
-	fmt.Fprintf(b, "| size | datastore | Gatehouse check / SpiceDB check | Gatehouse bulk / SpiceDB check | repeated questions, Gatehouse / SpiceDB | open-loop p99 at %.0f%% of peak |\n", 100*r.Config.OpenLoopFraction)
-	b.WriteString("|---|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "The check columns give Gatehouse's throughput over SpiceDB's in the same scenario. "+
+		"The bulk column gives Gatehouse's bulk checks over SpiceDB's single checks on cold questions. "+
+		"The open-loop columns give Gatehouse's p99 at %.0f%% of its closed-loop peak on the same questions.\n\n", 100*r.Config.OpenLoopFraction)
+	b.WriteString("| size | datastore | check, cold | bulk / SpiceDB check | check, repeated | check, skewed | open-loop p99, cold | open-loop p99, skewed |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, run := range r.Runs {
 		raw, gh, bulk := find(run, scenarioCheck, systemSpiceDB), find(run, scenarioCheck, systemGatehouse), find(run, scenarioBulk, systemGatehouse)
 		if raw == nil || gh == nil || bulk == nil || raw.Throughput == 0 {
 			continue
 		}
-		p99 := "–"
-		if run.OpenLoop != nil {
-			p99 = formatDuration(run.OpenLoop.P99)
-		}
-		repeated := "–"
-		if ratio, ok := repeatedRatio(run); ok {
-			repeated = fmt.Sprintf("%.2f", ratio)
-		}
-		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s | %s |\n", formatSize(run.Size), run.Datastore, gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput, repeated, p99)
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s | %s | %s | %s |\n", formatSize(run.Size), run.Datastore,
+			gh.Throughput/raw.Throughput, bulk.Throughput/raw.Throughput,
+			formatRatio(throughputRatio(run, scenarioRepeated)), formatRatio(throughputRatio(run, scenarioSkewed)),
+			formatP99(run.OpenLoop), formatP99(run.SkewedOpenLoop))
 	}
 
 	writeTarget(b, r)
@@ -312,6 +322,23 @@ func writeGrowth(b *strings.Builder, r *Report) {
 	if !written {
 		b.WriteString("Only one size ran per datastore.\n")
 	}
+}
+
+// formatRatio formats a ratio that throughputRatio returned, or a dash when
+// it has none.
+func formatRatio(ratio float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", ratio)
+}
+
+// formatP99 formats the p99 latency of res, or a dash when it did not run.
+func formatP99(res *Result) string {
+	if res == nil {
+		return "–"
+	}
+	return formatDuration(res.P99)
 }
 
 func ratio(a, b time.Duration) string {
