@@ -200,7 +200,7 @@ func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, pr
 	resp, err := e.Permissions.WriteRelationships(ctx, &v1.WriteRelationshipsRequest{
 		Updates:                     updates,
 		OptionalPreconditions:       preconditions,
-		OptionalTransactionMetadata: writeMetadata(ctx),
+		OptionalTransactionMetadata: writeMetadata(ctx, updatesMoveResources(updates)),
 	})
 	if err != nil {
 		return "", classify("write relationships", err)
@@ -215,7 +215,7 @@ func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilt
 	resp, err := e.Permissions.DeleteRelationships(ctx, &v1.DeleteRelationshipsRequest{
 		RelationshipFilter:          filter,
 		OptionalPreconditions:       preconditions,
-		OptionalTransactionMetadata: writeMetadata(ctx),
+		OptionalTransactionMetadata: writeMetadata(ctx, filterMovesResources(filter)),
 	})
 	if err != nil {
 		return "", classify("delete relationships", err)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"sync"
 
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/datastore/options"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
 // metadataOrg is the key of SpiceDB's transaction metadata under which
@@ -27,17 +30,61 @@ type orgWriteKey struct{}
 // belongs to the resource's org, and so does a group's membership, since
 // roles never name a group of another org. Writes to the platform, or of
 // anything that could reach another org, must not use ForOrg.
+//
+// A write that may remove or replace a resource's link to its parent is
+// recorded under no org whatever ctx says, since that can move a resource
+// out of its org (see verifiedOrg). A link written with CREATE must be the
+// new resource's first, as Gatehouse's own create makes sure with a
+// precondition.
 func ForOrg(ctx context.Context, org string) context.Context {
 	return context.WithValue(ctx, orgWriteKey{}, org)
 }
 
-// writeMetadata returns the transaction metadata of a write made with ctx.
-func writeMetadata(ctx context.Context) *structpb.Struct {
+// writeMetadata returns the transaction metadata of a write made with ctx
+// that may touch parent links as movesResources says.
+func writeMetadata(ctx context.Context, movesResources bool) *structpb.Struct {
 	org, _ := ctx.Value(orgWriteKey{}).(string)
-	if org == "" {
+	if org == "" || movesResources {
 		return nil
 	}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataOrg: structpb.NewStringValue(org)}}
+}
+
+// parentTypes are the types that a parent link may name.
+var parentTypes = map[string]bool{
+	object.TypeOrg: true, object.TypeWorkspace: true, object.TypeProject: true, object.TypePlatform: true,
+}
+
+// isParentLink reports whether relation of resourceType may be a link to
+// a parent; for any type when resourceType is empty.
+func isParentLink(resourceType, relation string) bool {
+	if resourceType == "" {
+		return relation == "" || relation == "org" || relation == "workspace" || relation == "project" || relation == "platform"
+	}
+	parent := object.ParentRelation(resourceType)
+	return parent != "" && (relation == "" || relation == parent)
+}
+
+// updatesMoveResources reports whether updates may remove or replace a
+// parent link.
+func updatesMoveResources(updates []*v1.RelationshipUpdate) bool {
+	for _, u := range updates {
+		rel := u.GetRelationship()
+		if u.GetOperation() != v1.RelationshipUpdate_OPERATION_CREATE &&
+			isParentLink(rel.GetResource().GetObjectType(), rel.GetRelation()) {
+			return true
+		}
+	}
+	return false
+}
+
+// filterMovesResources reports whether deleting what filter matches may
+// remove a parent link.
+func filterMovesResources(filter *v1.RelationshipFilter) bool {
+	if subjectType := filter.GetOptionalSubjectFilter().GetSubjectType(); subjectType != "" && !parentTypes[subjectType] {
+		return false
+	}
+	return isParentLink(filter.GetResourceType(), filter.GetOptionalRelation())
 }
 
 // orgOfMetadata returns the org recorded in a transaction's metadata, or ""

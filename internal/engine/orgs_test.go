@@ -174,9 +174,9 @@ func TestOrgOfMovedResource(t *testing.T) {
 			}
 
 			// It comes back in globex, recorded under globex.
-			if _, err := in.b.Write(engine.ForOrg(t.Context(), globex.ID), []*v1.RelationshipUpdate{
-				touch(doc, "project", object.Ref{Type: "project", ID: "p2"}),
-			}, nil); err != nil {
+			create := touch(doc, "project", object.Ref{Type: "project", ID: "p2"})
+			create.Operation = v1.RelationshipUpdate_OPERATION_CREATE
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), globex.ID), []*v1.RelationshipUpdate{create}, nil); err != nil {
 				t.Fatalf("create document in globex: %v", err)
 			}
 			if org, ok := orgOf(t, in.a, doc); !ok || org != globex {

@@ -115,54 +115,46 @@ func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, erro
 	return e.results.current(ctx)
 }
 
-// verifiedOrg returns the org that resource belongs to at the revision
-// pinned for that org's state in snap, and false if that cannot be
-// established: resource missing, or moving between two reads.
+// verifiedOrg returns the org that resource belongs to, and false if it
+// belongs to none.
 //
-// A resource's link to its parent changes only by a write to its org (its
-// deletion) or by a write of no org, and either changes the org's state. So
-// a resource that belongs to an org at the revision pinned for its current
-// state still does, and that is remembered for as long as that state lasts.
-// The revision pinned for one org says nothing about resources of others,
-// so a resource missing there is looked for again at the head revision.
+// Only writes of no org remove a resource's link to its parent (ForOrg
+// makes sure), and every such write changes snap's global state. The
+// parent links are read at the revision pinned for the state of the org
+// that resource most likely belongs to, which holds every write of that
+// global state, so what they say holds for as long as the global state
+// lasts, and is remembered for that long.
 func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object.Ref) (object.Ref, bool, error) {
 	if resource.Type == object.TypeOrg {
 		return resource, true, nil
 	}
-	candidate, hinted, err := e.guessOrg(ctx, resource, true)
-	if err != nil || candidate == "" {
-		return object.Ref{}, false, err
+	global := snap.global()
+	if org, ok := e.results.orgs.chains.GetIfPresent(chainKey{global: global, ref: resource}); ok {
+		return object.Ref{Type: object.TypeOrg, ID: org}, true, nil
 	}
-	for range 3 {
-		state := snap.org(candidate)
-		if _, ok := e.results.orgs.chains.GetIfPresent(chainKey{state: state, ref: resource}); ok {
-			return object.Ref{Type: object.TypeOrg, ID: candidate}, true, nil
-		}
-		p, err := e.pinFor(ctx, state)
-		if err != nil {
+	candidate, hinted, err := e.guessOrg(ctx, resource, true)
+	for err == nil && candidate != "" {
+		var p pin
+		if p, err = e.pinFor(ctx, snap.org(candidate)); err != nil {
 			return object.Ref{}, false, err
 		}
-		found, err := e.orgAt(ctx, resource, candidate, state, p.rev)
-		if err != nil {
+		var found string
+		if found, err = e.orgAt(ctx, resource, global, p.rev); err != nil {
 			return object.Ref{}, false, err
 		}
-		switch {
-		case found == candidate:
-			e.results.orgs.hints.Set(resource, candidate)
-			return object.Ref{Type: object.TypeOrg, ID: candidate}, true, nil
-		case found != "":
-			candidate = found
-		case hinted:
-			// Not in the remembered org any more: ask the datastore.
-			e.results.orgs.hints.Invalidate(resource)
-			if candidate, hinted, err = e.guessOrg(ctx, resource, false); err != nil || candidate == "" {
-				return object.Ref{}, false, err
-			}
-		default:
+		if found != "" {
+			e.results.orgs.hints.Set(resource, found)
+			return object.Ref{Type: object.TypeOrg, ID: found}, true, nil
+		}
+		if !hinted {
 			return object.Ref{}, false, nil
 		}
+		// The revision pinned for the remembered org may predate the
+		// resource's creation in another: ask the datastore.
+		e.results.orgs.hints.Invalidate(resource)
+		candidate, hinted, err = e.guessOrg(ctx, resource, false)
 	}
-	return object.Ref{}, false, nil
+	return object.Ref{}, false, err
 }
 
 // guessOrg returns the org that resource most likely belongs to, or "" if
@@ -209,15 +201,20 @@ func (e *Engine) followParents(ctx context.Context, rev datastore.Revision, reso
 	return ref.ID, false, nil
 }
 
-// orgAt returns the ID of the org that resource belongs to at rev, which
-// is the revision pinned for state, the state of org; "" if it belongs to
-// none. Links already verified in state are not read again.
-func (e *Engine) orgAt(ctx context.Context, resource object.Ref, org, state string, rev datastore.Revision) (string, error) {
+// orgAt returns the ID of the org that resource belongs to at rev, a
+// revision that holds every write of the global state, or "" if it belongs
+// to none. It remembers what it read, and reads no link it remembers.
+func (e *Engine) orgAt(ctx context.Context, resource object.Ref, global string, rev datastore.Revision) (string, error) {
 	var path []object.Ref
 	ref := resource
-	for ref.Type != object.TypeOrg {
-		if _, ok := e.results.orgs.chains.GetIfPresent(chainKey{state: state, ref: ref}); ok {
-			ref = object.Ref{Type: object.TypeOrg, ID: org}
+	org := ""
+	for org == "" {
+		if ref.Type == object.TypeOrg {
+			org = ref.ID
+			break
+		}
+		if known, ok := e.results.orgs.chains.GetIfPresent(chainKey{global: global, ref: ref}); ok {
+			org = known
 			break
 		}
 		parent, ok, err := e.parentAt(ctx, rev, ref)
@@ -227,12 +224,10 @@ func (e *Engine) orgAt(ctx context.Context, resource object.Ref, org, state stri
 		path = append(path, ref)
 		ref = parent
 	}
-	if ref.ID == org {
-		for _, p := range path {
-			e.results.orgs.chains.Set(chainKey{state: state, ref: p}, struct{}{})
-		}
+	for _, p := range path {
+		e.results.orgs.chains.Set(chainKey{global: global, ref: p}, org)
 	}
-	return ref.ID, nil
+	return org, nil
 }
 
 // parentAt reads the parent of ref at rev, straight from the datastore.
@@ -268,15 +263,15 @@ type orgIndex struct {
 	// only a guess: it is verified before use.
 	hints *otter.Cache[object.Ref, string]
 
-	// chains holds the resources verified to belong to an org in one of
-	// its states.
-	chains *otter.Cache[chainKey, struct{}]
+	// chains maps a resource to the org it belongs to, as read in one
+	// global state (see verifiedOrg).
+	chains *otter.Cache[chainKey, string]
 }
 
-// chainKey is a resource verified to belong to the org of state.
+// chainKey is a resource in one global state.
 type chainKey struct {
-	state string
-	ref   object.Ref
+	global string
+	ref    object.Ref
 }
 
 func newOrgIndex(bytes int) (*orgIndex, error) {
@@ -289,12 +284,12 @@ func newOrgIndex(bytes int) (*orgIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create org hints: %w", err)
 	}
-	chains, err := otter.New(&otter.Options[chainKey, struct{}]{
+	chains, err := otter.New(&otter.Options[chainKey, string]{
 		MaximumWeight: uint64(bytes),
-		Weigher: func(k chainKey, _ struct{}) uint32 {
-			return uint32(min(entryOverhead+len(k.state)+len(k.ref.Type)+len(k.ref.ID), math.MaxUint32))
+		Weigher: func(k chainKey, org string) uint32 {
+			return uint32(min(entryOverhead+len(k.global)+len(k.ref.Type)+len(k.ref.ID)+len(org), math.MaxUint32))
 		},
-		ExpiryCalculator: otter.ExpiryWriting[chainKey, struct{}](maxResultAge),
+		ExpiryCalculator: otter.ExpiryWriting[chainKey, string](maxResultAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create org chains: %w", err)

@@ -17,9 +17,14 @@ import (
 // same whole state only if no relationship write committed between their
 // reads, and the same state for an org only if no write that may change
 // that org's relationships committed between them.
+//
+// global is the state of the writes of no org alone. Only such writes
+// remove a resource's link to its parent (see ForOrg), so a resource found
+// in an org stays there while that state lasts.
 type snapshot interface {
 	whole() string
 	org(id string) string
+	global() string
 }
 
 // wholeOnly is a snapshot that tells orgs apart from nothing: every org's
@@ -28,6 +33,7 @@ type wholeOnly string
 
 func (w wholeOnly) whole() string     { return string(w) }
 func (w wholeOnly) org(string) string { return string(w) }
+func (w wholeOnly) global() string    { return string(w) }
 
 // headRevision reads the state of a datastore from its head revision, which
 // every write moves. It is used for datastores that Gatehouse cannot see
@@ -78,6 +84,11 @@ type countedSnapshot struct {
 }
 
 func (s countedSnapshot) whole() string { return "head/" + s.head }
+
+func (s countedSnapshot) global() string {
+	global, _ := s.counts.of("")
+	return fmt.Sprintf("count/%d", global)
+}
 
 func (s countedSnapshot) org(id string) string {
 	global, org := s.counts.of(id)
@@ -163,7 +174,7 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 			return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
 		}
 		if org == "" {
-			s.global = t
+			s.noOrg = t
 		} else {
 			s.orgs[org] = t
 		}
@@ -204,14 +215,16 @@ func (t transactions) String() string { return fmt.Sprintf("%d/%d/%d", t.count, 
 type pgSnapshot struct {
 	horizon string
 	all     transactions
-	global  transactions // the rows of no org
+	noOrg   transactions // the rows of no org
 	orgs    map[string]transactions
 }
 
 func (s pgSnapshot) whole() string { return "pg/" + s.horizon + "/" + s.all.String() }
 
+func (s pgSnapshot) global() string { return "pg/" + s.horizon + "/" + s.noOrg.String() }
+
 func (s pgSnapshot) org(id string) string {
-	return "pg/" + s.horizon + "/" + s.global.String() + "/" + id + "/" + s.orgs[id].String()
+	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + id + "/" + s.orgs[id].String()
 }
 
 // coalesced shares state reads between concurrent callers without ever
