@@ -120,85 +120,35 @@ func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, erro
 //
 // Only writes of no org remove a resource's link to its parent (ForOrg
 // makes sure), and every such write changes snap's global state. The
-// parent links are read at the revision pinned for the state of the org
-// that resource most likely belongs to, which holds every write of that
-// global state, so what they say holds for as long as the global state
-// lasts, and is remembered for that long.
+// parent links are read at the revision pinned for snap's whole state,
+// which holds every write of that global state, so what they say holds for
+// as long as the global state lasts, and is remembered for that long.
 func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object.Ref) (object.Ref, bool, error) {
 	if resource.Type == object.TypeOrg {
 		return resource, true, nil
 	}
 	global := snap.global()
-	if org, ok := e.results.orgs.chains.GetIfPresent(chainKey{global: global, ref: resource}); ok {
-		return object.Ref{Type: object.TypeOrg, ID: org}, true, nil
-	}
-	candidate, hinted, err := e.guessOrg(ctx, resource, true)
-	for err == nil && candidate != "" {
-		var p pin
-		if p, err = e.pinFor(ctx, snap.org(candidate)); err != nil {
-			return object.Ref{}, false, err
-		}
-		var found string
-		if found, err = e.orgAt(ctx, resource, global, p.rev); err != nil {
-			return object.Ref{}, false, err
-		}
-		if found != "" {
-			e.results.orgs.hints.Set(resource, found)
-			return object.Ref{Type: object.TypeOrg, ID: found}, true, nil
-		}
-		if !hinted {
+	org, ok := e.results.orgs.chains.GetIfPresent(chainKey{global: global, ref: resource})
+	if !ok {
+		// A resource in no org may be created in one by a write of that
+		// org, so its absence holds only for the whole state.
+		missing := chainKey{global: "whole/" + snap.whole(), ref: resource}
+		if _, ok := e.results.orgs.chains.GetIfPresent(missing); ok {
 			return object.Ref{}, false, nil
 		}
-		// The revision pinned for the remembered org may predate the
-		// resource's creation in another: ask the datastore.
-		e.results.orgs.hints.Invalidate(resource)
-		candidate, hinted, err = e.guessOrg(ctx, resource, false)
-	}
-	return object.Ref{}, false, err
-}
-
-// guessOrg returns the org that resource most likely belongs to, or "" if
-// it seems to belong to none, and whether that came from what the engine
-// remembered (with useHints). Otherwise it follows the parent links at a
-// recent revision, possibly a little stale, then at the head revision if
-// that found none.
-func (e *Engine) guessOrg(ctx context.Context, resource object.Ref, useHints bool) (org string, hinted bool, err error) {
-	if useHints {
-		if org, ok := e.results.orgs.hints.GetIfPresent(resource); ok {
-			return org, true, nil
+		p, err := e.pinFor(ctx, snap.whole())
+		if err != nil {
+			return object.Ref{}, false, err
+		}
+		if org, err = e.orgAt(ctx, resource, global, p.rev); err != nil {
+			return object.Ref{}, false, err
+		}
+		if org == "" {
+			e.results.orgs.chains.Set(missing, "")
+			return object.Ref{}, false, nil
 		}
 	}
-	recent, err := e.ds.OptimizedRevision(ctx)
-	if err != nil {
-		return "", false, fmt.Errorf("read revision: %w: %w", ErrUnavailable, err)
-	}
-	if org, hinted, err = e.followParents(ctx, recent.Revision, resource, useHints); err != nil || org != "" {
-		return org, hinted, err
-	}
-	head, err := readHead(ctx, e.ds)
-	if err != nil {
-		return "", false, fmt.Errorf("read head revision: %w: %w", ErrUnavailable, err)
-	}
-	return e.followParents(ctx, head, resource, useHints)
-}
-
-// followParents follows the parent links of resource at rev up to its org,
-// or up to an ancestor that the engine remembers the org of, with useHints.
-func (e *Engine) followParents(ctx context.Context, rev datastore.Revision, resource object.Ref, useHints bool) (string, bool, error) {
-	ref := resource
-	for ref.Type != object.TypeOrg {
-		if useHints && ref != resource {
-			if org, ok := e.results.orgs.hints.GetIfPresent(ref); ok {
-				return org, true, nil
-			}
-		}
-		parent, ok, err := e.parentAt(ctx, rev, ref)
-		if err != nil || !ok {
-			return "", false, err
-		}
-		ref = parent
-	}
-	return ref.ID, false, nil
+	return object.Ref{Type: object.TypeOrg, ID: org}, true, nil
 }
 
 // orgAt returns the ID of the org that resource belongs to at rev, a
@@ -259,12 +209,9 @@ func (e *Engine) parentAt(ctx context.Context, rev datastore.Revision, ref objec
 
 // orgIndex is what the engine knows of the orgs that resources belong to.
 type orgIndex struct {
-	// hints maps a resource to the org it was last verified in. A hint is
-	// only a guess: it is verified before use.
-	hints *otter.Cache[object.Ref, string]
-
 	// chains maps a resource to the org it belongs to, as read in one
-	// global state (see verifiedOrg).
+	// global state, or to "" for a resource in no org in one whole state
+	// (see verifiedOrg).
 	chains *otter.Cache[chainKey, string]
 }
 
@@ -275,15 +222,6 @@ type chainKey struct {
 }
 
 func newOrgIndex(bytes int) (*orgIndex, error) {
-	hints, err := otter.New(&otter.Options[object.Ref, string]{
-		MaximumWeight: uint64(bytes),
-		Weigher: func(k object.Ref, org string) uint32 {
-			return uint32(min(entryOverhead+len(k.Type)+len(k.ID)+len(org), math.MaxUint32))
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create org hints: %w", err)
-	}
 	chains, err := otter.New(&otter.Options[chainKey, string]{
 		MaximumWeight: uint64(bytes),
 		Weigher: func(k chainKey, org string) uint32 {
@@ -294,7 +232,7 @@ func newOrgIndex(bytes int) (*orgIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create org chains: %w", err)
 	}
-	return &orgIndex{hints: hints, chains: chains}, nil
+	return &orgIndex{chains: chains}, nil
 }
 
 // isRefusedRevision reports whether err is SpiceDB refusing a revision,
