@@ -32,16 +32,16 @@ type orgWriteKey struct{}
 // anything that could reach another org, must not use ForOrg.
 //
 // A write that may remove or replace a resource's link to its parent is
-// recorded under no org whatever ctx says, since that can move a resource
-// out of its org (see verifiedOrg). A link written with CREATE must be the
+// recorded under no org, whatever org ctx carries, because that can move a
+// resource out of its org (see verifiedOrg). A link written with CREATE must be the
 // new resource's first, as Gatehouse's own create makes sure with a
 // precondition.
 func ForOrg(ctx context.Context, org string) context.Context {
 	return context.WithValue(ctx, orgWriteKey{}, org)
 }
 
-// writeMetadata returns the transaction metadata of a write made with ctx
-// that may touch parent links as movesResources says.
+// writeMetadata returns the transaction metadata of a write made with ctx.
+// movesResources reports whether the write may remove a parent link.
 func writeMetadata(ctx context.Context, movesResources bool) *structpb.Struct {
 	org, _ := ctx.Value(orgWriteKey{}).(string)
 	if org == "" || movesResources {

@@ -18,10 +18,10 @@ import (
 )
 
 // pin is the revision that SpiceDB evaluates the uncached checks of one
-// state at. Every check of a state then runs at the same revision, so
+// state at. Every check of a state then runs at the same revision. So
 // SpiceDB's dispatch cache serves the parts that they share (an org's
-// roles, a project's viewers) for as long as the state lasts, however many
-// writes to other orgs commit meanwhile.
+// roles, a project's viewers) for as long as the state lasts, even while
+// other orgs change.
 type pin struct {
 	rev         datastore.Revision
 	consistency *v1.Consistency
@@ -38,10 +38,10 @@ const (
 )
 
 // pinFor returns the revision pinned for state, reading the head revision
-// when none is. The head revision is read after state was, so it holds every
-// write that state reflects; a later read returns state again only if no
-// write that state reflects has committed since, so the revision holds every
-// write that has returned before that read too.
+// when none is. The head revision is read after state, so it contains every
+// write that state reflects. A later read returns state again only if no
+// such write has committed since, so the revision also contains every write
+// that returned before that read.
 func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 	if p, ok := e.results.pins.GetIfPresent(state); ok {
 		return p, nil
@@ -62,7 +62,7 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 	return p, nil
 }
 
-// unpin forgets the revision pinned for state, after SpiceDB refused it.
+// unpin drops the revision pinned for state, after SpiceDB rejected it.
 func (e *Engine) unpin(state string) { e.results.pins.Invalidate(state) }
 
 // scope is the org that a request's resource belongs to, as WithResource
@@ -121,8 +121,8 @@ func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, erro
 // Only writes of no org remove a resource's link to its parent (ForOrg
 // makes sure), and every such write changes snap's global state. The
 // parent links are read at the revision pinned for snap's whole state,
-// which holds every write of that global state, so what they say holds for
-// as long as the global state lasts, and is remembered for that long.
+// which contains every write of that global state. The org found stays
+// valid, and cached, for as long as the global state lasts.
 func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object.Ref) (object.Ref, bool, error) {
 	if resource.Type == object.TypeOrg {
 		return resource, true, nil
@@ -207,7 +207,7 @@ func (e *Engine) parentAt(ctx context.Context, rev datastore.Revision, ref objec
 	return object.Ref{}, false, nil
 }
 
-// orgIndex is what the engine knows of the orgs that resources belong to.
+// orgIndex caches the orgs that resources belong to.
 type orgIndex struct {
 	// chains maps a resource to the org it belongs to, as read in one
 	// global state, or to "" for a resource in no org in one whole state

@@ -27,8 +27,8 @@ type snapshot interface {
 	global() string
 }
 
-// wholeOnly is a snapshot that tells orgs apart from nothing: every org's
-// state is the whole state.
+// wholeOnly is a snapshot without per-org states: every org's state is the
+// whole state.
 type wholeOnly string
 
 func (w wholeOnly) whole() string     { return string(w) }
@@ -36,8 +36,8 @@ func (w wholeOnly) org(string) string { return string(w) }
 func (w wholeOnly) global() string    { return string(w) }
 
 // headRevision reads the state of a datastore from its head revision, which
-// every write moves. It is used for datastores that Gatehouse cannot see
-// every write of, so it never tells orgs apart.
+// every write moves. It serves datastores with writers that Gatehouse
+// cannot observe, so it has no per-org states.
 type headRevision struct{ ds datastore.Datastore }
 
 func (h headRevision) read(ctx context.Context) (snapshot, error) {
@@ -59,10 +59,10 @@ func readHead(ctx context.Context, ds datastore.Datastore) (datastore.Revision, 
 	return rev.Revision, nil
 }
 
-// counted reads the state of the in-memory datastore that an Engine owns,
-// whose every write goes through a countingDatastore: the head revision
-// for the whole state, and for an org the count of writes to it and of
-// writes to no org in particular.
+// counted reads the state of the in-memory datastore that an Engine owns.
+// Every write to it goes through a countingDatastore. The whole state is
+// the head revision, and an org's state counts the writes to it and the
+// writes of no org.
 type counted struct {
 	ds     datastore.Datastore
 	counts *writeCounts
@@ -107,8 +107,8 @@ func (s countedSnapshot) org(id string) string {
 // commits later adds a row above the horizon, and so a new count, even when
 // it commits after a transaction with a higher xid. An org's state is the
 // same sums over the rows whose metadata names that org and the rows that
-// name none: Gatehouse names the org of each write it makes (ForOrg), and
-// every other write, such as one through a SpiceDB API of its own on the
+// name none. Gatehouse records the org of each write it makes (ForOrg).
+// Every other write, such as one through another SpiceDB server on the
 // same database, changes every org's state.
 //
 // NOTE: this reads a table of SpiceDB's schema, as migrated by v1.56.2;
