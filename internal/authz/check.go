@@ -147,28 +147,63 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 	}
 	items := make([]BulkItem, len(reqs))
 
-	// Find the items the caller may not ask, with one bulk call for inspect
-	// and one for view (to tell forbidden from not found).
-	var gates []engine.CheckRequest
+	// Find the items the caller may not ask about: one bulk call for
+	// inspect, on the resource's org where the engine knows it (as in
+	// checkOnBehalf), then one for the items refused there, with inspect
+	// on the resource itself and view to tell forbidden from not found.
 	var gated []int
+	gates := make(map[object.Ref]int) // gate resource -> index in asks
+	var asks []engine.CheckRequest
+	gateOf := make([]int, len(reqs))
 	for i, req := range reqs {
 		if err := validateCheck(req); err != nil {
 			items[i].Err = err
 			continue
 		}
-		if req.Subject != caller {
-			gates = append(gates,
-				engine.CheckRequest{Resource: req.Resource, Permission: "inspect", Subject: caller},
-				engine.CheckRequest{Resource: req.Resource, Permission: "view", Subject: caller})
-			gated = append(gated, i)
+		if req.Subject == caller {
+			continue
 		}
-	}
-	if len(gates) > 0 {
-		results, err := s.engine.CheckBulk(ctx, gates, engine.Consistency{})
+		gate := req.Resource
+		org, ok, err := s.engine.ResourceOrg(ctx, req.Resource)
 		if err != nil {
 			return nil, err
 		}
-		for n, i := range gated {
+		if ok {
+			gate = org
+		}
+		n, seen := gates[gate]
+		if !seen {
+			n = len(asks)
+			gates[gate] = n
+			asks = append(asks, engine.CheckRequest{Resource: gate, Permission: "inspect", Subject: caller})
+		}
+		gateOf[i] = n
+		gated = append(gated, i)
+	}
+	if len(asks) > 0 {
+		results, err := s.engine.CheckBulk(ctx, asks, engine.Consistency{})
+		if err != nil {
+			return nil, err
+		}
+		var refused []int
+		var again []engine.CheckRequest
+		for _, i := range gated {
+			switch r := results[gateOf[i]]; {
+			case r.Err != nil:
+				items[i].Err = r.Err
+			case !r.Decision.Allowed:
+				refused = append(refused, i)
+				again = append(again,
+					engine.CheckRequest{Resource: reqs[i].Resource, Permission: "inspect", Subject: caller},
+					engine.CheckRequest{Resource: reqs[i].Resource, Permission: "view", Subject: caller})
+			}
+		}
+		if len(again) > 0 {
+			if results, err = s.engine.CheckBulk(ctx, again, engine.Consistency{}); err != nil {
+				return nil, err
+			}
+		}
+		for n, i := range refused {
 			inspect, view := results[2*n], results[2*n+1]
 			switch {
 			case inspect.Err != nil:

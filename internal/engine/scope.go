@@ -106,6 +106,20 @@ func OrgOf(ctx context.Context, resource object.Ref) (object.Ref, bool) {
 	return sc.org, true
 }
 
+// ResourceOrg returns the org that resource belongs to, as of the snapshot
+// pinned in ctx by WithSnapshot (or a new one), and false if it belongs to
+// none or the engine keeps no per-org states.
+func (e *Engine) ResourceOrg(ctx context.Context, resource object.Ref) (object.Ref, bool, error) {
+	if e.results == nil || !e.results.perOrg {
+		return object.Ref{}, false, nil
+	}
+	snap, err := e.results.snapshot(ctx)
+	if err != nil {
+		return object.Ref{}, false, err
+	}
+	return e.verifiedOrg(ctx, snap, resource)
+}
+
 // stateOf returns the state that checks on resource are keyed by in ctx:
 // its org's, if WithResource verified it, or else the whole datastore's.
 func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, error) {
