@@ -105,8 +105,18 @@ func (e *Engine) checkCached(ctx context.Context, reqs []CheckRequest, oneSnapsh
 	return results, nil
 }
 
-// checkBulkPinned evaluates reqs at the revision pinned for state.
+// checkBulkPinned evaluates reqs at the revision pinned for state. A
+// single request goes through CheckPermission, which costs less than a bulk
+// call of one.
 func (e *Engine) checkBulkPinned(ctx context.Context, reqs []CheckRequest, state string) ([]BulkResult, error) {
+	if len(reqs) == 1 {
+		// As in a bulk call, an error of the item's own is its result.
+		d, err := e.checkPinned(ctx, reqs[0], state)
+		if errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		return []BulkResult{{Decision: d, Err: err}}, nil
+	}
 	p, err := e.pinFor(ctx, state)
 	if err != nil {
 		return nil, fmt.Errorf("bulk check: %w", err)

@@ -69,30 +69,33 @@ type counted struct {
 }
 
 func (c counted) read(ctx context.Context) (snapshot, error) {
+	// The count comes first: every write it counts has committed, so the
+	// head revision read next, and any revision pinned for it, contains
+	// them all.
+	global, _ := c.counts.of("")
 	rev, err := readHead(ctx, c.ds)
 	if err != nil {
 		return nil, err
 	}
-	return countedSnapshot{head: rev.String(), counts: c.counts}, nil
+	return countedSnapshot{head: rev.String(), noOrg: global, counts: c.counts}, nil
 }
 
-// countedSnapshot reads an org's counts when asked. Counts read later are
-// higher or equal, so the state is at least as fresh as the read.
+// countedSnapshot holds the count of writes of no org at its read, and
+// reads an org's count when asked. A count read later is higher or equal,
+// so an org's state is at least as fresh as the read.
 type countedSnapshot struct {
 	head   string
+	noOrg  uint64 // writes of no org
 	counts *writeCounts
 }
 
 func (s countedSnapshot) whole() string { return "head/" + s.head }
 
-func (s countedSnapshot) global() string {
-	global, _ := s.counts.of("")
-	return fmt.Sprintf("count/%d", global)
-}
+func (s countedSnapshot) global() string { return fmt.Sprintf("count/%d", s.noOrg) }
 
 func (s countedSnapshot) org(id string) string {
-	global, org := s.counts.of(id)
-	return fmt.Sprintf("count/%d/%s/%d", global, id, org)
+	_, org := s.counts.of(id)
+	return fmt.Sprintf("count/%d/%s/%d", s.noOrg, id, org)
 }
 
 // pgTransactions reads the state of SpiceDB's PostgreSQL datastore from
