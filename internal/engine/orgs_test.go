@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 
@@ -217,5 +219,14 @@ func TestForOrgOnlyTagsWrites(t *testing.T) {
 	d, err := in.a.Check(ctx, engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice})
 	if err != nil || !d.Allowed {
 		t.Fatalf("check with ForOrg = %+v, %v; want allowed", d, err)
+	}
+}
+
+func TestPostgresGCWindowMinimum(t *testing.T) {
+	_, err := engine.NewPostgresDatastore(t.Context(), engine.PostgresConfig{
+		URL: "postgres://gatehouse@127.0.0.1:1/none", GCWindow: engine.MinGCWindow - time.Minute,
+	})
+	if err == nil || !strings.Contains(err.Error(), "--database-gc-window") {
+		t.Errorf("open with a window under the minimum: err = %v, want one naming --database-gc-window", err)
 	}
 }

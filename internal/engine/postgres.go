@@ -25,7 +25,8 @@ type PostgresConfig struct {
 	MaxRetries int
 
 	// GCWindow is how far into the past a consistency token may point;
-	// older revisions are garbage collected. Default: 24h.
+	// older revisions are garbage collected. At least MinGCWindow.
+	// Default: 24h.
 	GCWindow time.Duration
 
 	// GCInterval is how often old revisions are deleted. Only one instance
@@ -43,12 +44,19 @@ type PostgresConfig struct {
 	EnableMetrics bool
 }
 
+// MinGCWindow is the shortest garbage collection window that the result
+// cache allows: twice the age at which its horizon moves.
+const MinGCWindow = 2 * MaxHorizonAge
+
 // NewPostgresDatastore connects SpiceDB's PostgreSQL datastore. The caller
 // owns it and closes it after the Engine. The tables must already be
 // migrated. ctx bounds the first connection.
 func NewPostgresDatastore(ctx context.Context, cfg PostgresConfig) (datastore.Datastore, error) {
 	if cfg.URL == "" {
 		return nil, fmt.Errorf("postgres datastore: URL is required")
+	}
+	if cfg.GCWindow != 0 && cfg.GCWindow < MinGCWindow {
+		return nil, fmt.Errorf("postgres datastore: the garbage collection window %s is shorter than the minimum, %s, that the check cache needs; set --database-gc-window to %s or more", cfg.GCWindow, MinGCWindow, MinGCWindow)
 	}
 	readPool := dsconfig.DefaultReadConnPool()
 	readPool.MaxOpenConns = orDefault(cfg.MaxReadConns, 20)

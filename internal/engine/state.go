@@ -120,7 +120,13 @@ func (s countedSnapshot) org(id string) string {
 // so every read then counts more rows: slower, still correct.
 type pgTransactions struct {
 	pool    *pgxpool.Pool
-	horizon atomic.Pointer[string] // an xid8, as text
+	horizon atomic.Pointer[horizon]
+}
+
+// horizon is an xid8, as text, and when it was read.
+type horizon struct {
+	xid  string
+	read time.Time
 }
 
 const (
@@ -135,6 +141,13 @@ const (
 	// before the horizon moves up. Moving it changes every state, so it
 	// happens only after that many writes, which change it anyway.
 	maxTransactionsAboveHorizon = 1000
+
+	// MaxHorizonAge is how long the horizon stays where it is even without
+	// writes. SpiceDB's garbage collection deletes rows of transactions
+	// older than its window, and rows above the horizon must stay, or two
+	// different sets of rows could sum up alike, so the garbage collection
+	// window must be longer (see MinGCWindow).
+	MaxHorizonAge = time.Hour
 )
 
 func newPGTransactions(ctx context.Context, pool *pgxpool.Pool) (*pgTransactions, error) {
@@ -146,21 +159,21 @@ func newPGTransactions(ctx context.Context, pool *pgxpool.Pool) (*pgTransactions
 }
 
 func (p *pgTransactions) moveHorizon(ctx context.Context) error {
-	var horizon string
-	if err := p.pool.QueryRow(ctx, queryHorizon).Scan(&horizon); err != nil {
+	var xid string
+	if err := p.pool.QueryRow(ctx, queryHorizon).Scan(&xid); err != nil {
 		return fmt.Errorf("read transaction horizon: %w", err)
 	}
-	p.horizon.Store(&horizon)
+	p.horizon.Store(&horizon{xid: xid, read: time.Now()})
 	return nil
 }
 
 func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
-	horizon := *p.horizon.Load()
-	rows, err := p.pool.Query(ctx, queryTransactions, horizon)
+	h := p.horizon.Load()
+	rows, err := p.pool.Query(ctx, queryTransactions, h.xid)
 	if err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	s := pgSnapshot{horizon: horizon, orgs: make(map[string]transactions)}
+	s := pgSnapshot{horizon: h.xid, orgs: make(map[string]transactions)}
 	for rows.Next() {
 		var org, lowest, highest string
 		var t transactions
@@ -186,7 +199,7 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	if s.all.count > maxTransactionsAboveHorizon {
+	if s.all.count > maxTransactionsAboveHorizon || time.Since(h.read) > MaxHorizonAge {
 		// The state just read stays valid; only the next reads change.
 		if err := p.moveHorizon(ctx); err != nil {
 			return nil, err
