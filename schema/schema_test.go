@@ -126,7 +126,7 @@ func reportDeveloperErrors(t *testing.T, kind string, errs []*devinterface.Devel
 }
 
 // TestInspectFollowsTheTree checks what Gatehouse's check API relies on
-// when it asks whether a caller may inspect an org instead of one of the
+// when it checks whether a caller may inspect an org instead of one of the
 // org's resources: for every resource type below the org, inspect is a
 // union that includes the parent's inspect, so inspect on an org grants
 // inspect on everything in it.

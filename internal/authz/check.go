@@ -81,10 +81,10 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 // caller's inspect on the resource and check. Unless the caller has
 // inspect, it returns the error of require and no decision.
 //
-// When the engine knows the resource's org, the caller's inspect on that
-// org stands in for its inspect on the resource: every type's inspect
-// includes its parent's, up to the org (TestInspectFollowsTheTree checks
-// this). The answer for the org is the same for every resource in it, so
+// When the engine has found the resource's org, the caller's inspect on
+// that org replaces its inspect on the resource, because every type's
+// inspect includes its parent's, up to the org (TestInspectFollowsTheTree
+// checks this). The answer for the org is the same for every resource in it, so
 // it stays cached until the org changes.
 func (s *Service) checkOnBehalf(ctx context.Context, caller object.Ref, check engine.CheckRequest) (engine.Decision, error) {
 	gate := check.Resource
@@ -147,13 +147,14 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 	}
 	items := make([]BulkItem, len(reqs))
 
-	// Find the items the caller may not ask about: one bulk call for
-	// inspect, on the resource's org where the engine knows it (as in
-	// checkOnBehalf), then one for the items refused there, with inspect
-	// on the resource itself and view to tell forbidden from not found.
+	// Find the items the caller may not check. The first bulk call checks
+	// inspect on each resource's org where the engine finds it (as in
+	// checkOnBehalf). The second checks, for the items denied there,
+	// inspect on the resource itself, and view to tell forbidden from not
+	// found.
 	var gated []int
-	gates := make(map[object.Ref]int) // gate resource -> index in asks
-	var asks []engine.CheckRequest
+	gates := make(map[object.Ref]int) // gate resource -> index in gateChecks
+	var gateChecks []engine.CheckRequest
 	gateOf := make([]int, len(reqs))
 	for i, req := range reqs {
 		if err := validateCheck(req); err != nil {
@@ -173,26 +174,26 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 		}
 		n, seen := gates[gate]
 		if !seen {
-			n = len(asks)
+			n = len(gateChecks)
 			gates[gate] = n
-			asks = append(asks, engine.CheckRequest{Resource: gate, Permission: "inspect", Subject: caller})
+			gateChecks = append(gateChecks, engine.CheckRequest{Resource: gate, Permission: "inspect", Subject: caller})
 		}
 		gateOf[i] = n
 		gated = append(gated, i)
 	}
-	if len(asks) > 0 {
-		results, err := s.engine.CheckBulk(ctx, asks, engine.Consistency{})
+	if len(gateChecks) > 0 {
+		results, err := s.engine.CheckBulk(ctx, gateChecks, engine.Consistency{})
 		if err != nil {
 			return nil, err
 		}
-		var refused []int
+		var denied []int
 		var again []engine.CheckRequest
 		for _, i := range gated {
 			switch r := results[gateOf[i]]; {
 			case r.Err != nil:
 				items[i].Err = r.Err
 			case !r.Decision.Allowed:
-				refused = append(refused, i)
+				denied = append(denied, i)
 				again = append(again,
 					engine.CheckRequest{Resource: reqs[i].Resource, Permission: "inspect", Subject: caller},
 					engine.CheckRequest{Resource: reqs[i].Resource, Permission: "view", Subject: caller})
@@ -203,7 +204,7 @@ func (s *Service) CheckBulk(ctx context.Context, caller object.Ref, reqs []Check
 				return nil, err
 			}
 		}
-		for n, i := range refused {
+		for n, i := range denied {
 			inspect, view := results[2*n], results[2*n+1]
 			switch {
 			case inspect.Err != nil:

@@ -76,10 +76,10 @@ type scope struct {
 type scopeKey struct{}
 
 // WithResource does what WithSnapshot does, and also finds the org that
-// resource belongs to, if it can, verifying it at the revision that the
-// org's state pins. Checks on resource and on its org in the returned
-// context are then keyed by the org's state instead of the whole
-// datastore's, so they stay cached while other orgs change.
+// resource belongs to, if it belongs to one (see verifiedOrg). Checks on
+// resource and on its org in the returned context are then keyed by the
+// org's state instead of the whole datastore's, so they stay cached while
+// other orgs change.
 func (e *Engine) WithResource(ctx context.Context, resource object.Ref) (context.Context, error) {
 	ctx, err := e.WithSnapshot(ctx)
 	if err != nil || e.results == nil || !e.results.perOrg {
@@ -166,8 +166,8 @@ func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object
 }
 
 // orgAt returns the ID of the org that resource belongs to at rev, a
-// revision that holds every write of the global state, or "" if it belongs
-// to none. It remembers what it read, and reads no link it remembers.
+// revision that contains every write of the global state, or "" if it
+// belongs to none. It caches what it reads, and reads no cached link.
 func (e *Engine) orgAt(ctx context.Context, resource object.Ref, global string, rev datastore.Revision) (string, error) {
 	var path []object.Ref
 	ref := resource
