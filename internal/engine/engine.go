@@ -46,11 +46,11 @@ type Config struct {
 	// or a share of memory ("10%"). Default: "64MiB".
 	DispatchCacheMaxCost string
 
-	// ResultCacheBytes bounds the check result cache and the lookup result
-	// cache, each, in estimated bytes. The caches keep each result under the
-	// datastore state it was evaluated in, so they never serve a result
-	// older than the consistency asked for. Negative turns them off.
-	// Default: DefaultResultCacheBytes.
+	// ResultCacheBytes bounds the check result cache, the lookup result
+	// cache and the cache of resources' orgs, each, in estimated bytes. The
+	// caches keep each result under the datastore state it was evaluated
+	// in, so they never serve a result older than the consistency asked
+	// for. Negative turns them off. Default: DefaultResultCacheBytes.
 	ResultCacheBytes int
 
 	// PostgresURL is the URL of the PostgreSQL database of Datastore, if

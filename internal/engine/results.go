@@ -108,7 +108,7 @@ func newResultCache(states stateReader, perOrg bool, bytes int, registry prometh
 	}
 	c := &resultCache{states: states, results: results, sets: sets, lookups: lookups, perOrg: perOrg, pins: pins}
 	if perOrg {
-		if c.orgs, err = newOrgIndex(bytes / 4); err != nil {
+		if c.orgs, err = newOrgIndex(bytes); err != nil {
 			return nil, err
 		}
 	}
