@@ -359,11 +359,11 @@ func (s *Service) requireSameOrg(ctx context.Context, resource, subject object.R
 	}
 	groupOrg, err := s.orgOf(ctx, subject)
 	if err != nil {
-		return nil, fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, subject)
 	}
 	if groupOrg != resourceOrg {
 		// The other org's group must look exactly like a missing one.
-		return nil, fmt.Errorf("%w: group %s", ErrNotFound, subject.ID)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, subject)
 	}
 	return &v1.Precondition{
 		Operation: v1.Precondition_OPERATION_MUST_MATCH,

@@ -197,10 +197,16 @@ func (s *Service) expire(ctx context.Context, g Grant) error {
 	}
 	if !exists {
 		_, err := s.end(ctx, scheduler, g, ActionRevoke, StateRevoked)
+		if err == nil {
+			s.logger.InfoContext(ctx, "grant revoked: its resource was deleted", "grant", g.ID, "resource", g.Resource.String())
+		}
 		return err
 	}
-	_, err = s.end(ctx, scheduler, g, ActionExpire, StateExpired)
-	return err
+	if _, err = s.end(ctx, scheduler, g, ActionExpire, StateExpired); err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "grant expired", "grant", g.ID, "resource", g.Resource.String(), "subject", g.Subject.String(), "role", g.Role)
+	return nil
 }
 
 // finish records that a scheduled grant ended without ever starting.

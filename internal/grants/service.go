@@ -236,7 +236,7 @@ func (s *Service) requireSameOrg(ctx context.Context, g Grant) (*v1.Precondition
 	groupOrg, err := s.authz.OrgOf(ctx, g.Subject)
 	if err != nil || groupOrg != g.Org {
 		// Another org's group must look exactly like a missing one.
-		return nil, fmt.Errorf("%w: group %s", authz.ErrNotFound, g.Subject.ID)
+		return nil, fmt.Errorf("%w: %s", authz.ErrNotFound, g.Subject)
 	}
 	return groupPrecondition(g), nil
 }

@@ -281,7 +281,7 @@ func (i *Issuer) publicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, e
 }
 
 // ErrStale means a token's auth version is older than its principal's.
-var ErrStale = errors.New("token is stale: the principal's relationships or sessions changed after it was issued; exchange a new one")
+var ErrStale = errors.New("the principal's relationships or sessions changed after it was issued; exchange a new one")
 
 // CheckVersion returns an error wrapping ErrStale unless the token's "av"
 // claim equals principal's current version.
