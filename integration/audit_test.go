@@ -13,9 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -28,7 +26,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
-	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
@@ -50,38 +47,10 @@ type auditOptions struct {
 // auditor and stops it when the test ends.
 func auditStart(t *testing.T, opts auditOptions) *gatehouse {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	cfg := server.Config{
-		Listener:         ln,
-		Dev:              true,
-		Logger:           slog.New(slog.DiscardHandler),
+	return runGatehouse(t, server.Config{
 		PlatformAuditors: []string{"user:dev|" + auditAuditor},
 		TrustedProxies:   opts.trustedProxies,
-	}
-	if opts.postgresURL != "" {
-		cfg.Datastore = server.DatastorePostgres
-		cfg.Postgres = engine.PostgresConfig{URL: opts.postgresURL}
-		cfg.Migrate = true
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	return &gatehouse{srv: srv, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second}}
+	}, opts.postgresURL)
 }
 
 // auditForEachDatastore runs test on a fresh memory server and on a fresh

@@ -2,10 +2,7 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,19 +16,7 @@ import (
 // handler alone, without the network. BenchmarkCheck in internal/engine
 // measures SpiceDB alone.
 func BenchmarkCheckHTTP(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{Listener: ln, Dev: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	srv := runGatehouse(b, server.Config{}, "").srv
 
 	token, err := srv.DevIssuer().Mint("alice", false)
 	if err != nil {

@@ -20,8 +20,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,7 +31,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse-authz/gatehouse/internal/config"
-	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 	"github.com/gatehouse-authz/gatehouse/internal/store"
@@ -69,40 +66,12 @@ type exOptions struct {
 // user:dev|auditor as platform auditor, and stops it when the test ends.
 func exStart(t *testing.T, opts exOptions) *gatehouse {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	cfg := server.Config{
-		Listener:         ln,
-		Dev:              true,
+	return runGatehouse(t, server.Config{
 		Issuers:          opts.issuers,
-		Logger:           slog.New(slog.DiscardHandler),
 		Gateways:         []string{"service:dev|" + exGateway},
 		PlatformAuditors: []string{"user:dev|" + exAuditor},
 		Tokens:           config.Tokens{Issuer: opts.tokenIssuer},
-	}
-	if opts.postgresURL != "" {
-		cfg.Datastore = server.DatastorePostgres
-		cfg.Postgres = engine.PostgresConfig{URL: opts.postgresURL}
-		cfg.Migrate = true
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	return &gatehouse{srv: srv, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second}}
+	}, opts.postgresURL)
 }
 
 // exForEachDatastore runs test on memory and on a fresh PostgreSQL

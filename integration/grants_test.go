@@ -8,17 +8,13 @@ package integration
 // GATEHOUSE_TEST_DATABASE_URL is set, on a PostgreSQL database of its own.
 
 import (
-	"context"
 	"github.com/gatehouse-authz/gatehouse/internal/expiry"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
@@ -34,37 +30,10 @@ const (
 // the test ends. An empty dbURL means memory.
 func grStart(t *testing.T, dbURL string) *gatehouse {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	cfg := server.Config{
-		Listener:         ln,
-		Dev:              true,
-		Logger:           slog.New(slog.DiscardHandler),
+	return runGatehouse(t, server.Config{
 		PlatformAuditors: []string{"user:dev|" + grAuditor},
 		BreakGlass:       []string{"user:dev|" + grOncall},
-	}
-	if dbURL != "" {
-		cfg.Datastore = server.DatastorePostgres
-		cfg.Postgres = engine.PostgresConfig{URL: dbURL}
-		cfg.Migrate = true
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	return &gatehouse{srv: srv, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second}}
+	}, dbURL)
 }
 
 // grForEachDatastore runs test on memory and on a fresh PostgreSQL

@@ -47,34 +47,45 @@ type gatehouse struct {
 // trusts extraIssuers, and stops it when the test ends.
 func startGatehouse(t *testing.T, extraIssuers ...config.Issuer) *gatehouse {
 	t.Helper()
+	dbURL := ""
+	if os.Getenv(datastoreEnv) == server.DatastorePostgres {
+		dbURL = pgtest.NewDatabase(t)
+	}
+	return runGatehouse(t, server.Config{Issuers: extraIssuers}, dbURL)
+}
+
+// runGatehouse starts a dev-mode server with cfg on a loopback port, on
+// PostgreSQL at dbURL (migrated first) or in memory when dbURL is empty,
+// and stops it when the test ends. A nil Logger discards the logs.
+func runGatehouse(tb testing.TB, cfg server.Config, dbURL string) *gatehouse {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		tb.Fatalf("listen: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := server.Config{
-		Listener: ln,
-		Dev:      true,
-		Issuers:  extraIssuers,
-		Logger:   slog.New(slog.DiscardHandler),
+	cfg.Listener = ln
+	cfg.Dev = true
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if os.Getenv(datastoreEnv) == server.DatastorePostgres {
+	if dbURL != "" {
 		cfg.Datastore = server.DatastorePostgres
-		cfg.Postgres = engine.PostgresConfig{URL: pgtest.NewDatabase(t)}
+		cfg.Postgres = engine.PostgresConfig{URL: dbURL}
 		cfg.Migrate = true
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		cancel()
-		t.Fatalf("server.New: %v", err)
+		tb.Fatalf("server.New: %v", err)
 	}
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
+			tb.Errorf("server.Run: %v", err)
 		}
 	})
 	return &gatehouse{srv: srv, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second}}

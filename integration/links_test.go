@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
@@ -23,31 +20,7 @@ import (
 // in memory otherwise, and stops it when the test ends.
 func linkStart(t *testing.T, dbURL string) *gatehouse {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	cfg := server.Config{Listener: ln, Dev: true, Logger: slog.New(slog.DiscardHandler)}
-	if dbURL != "" {
-		cfg.Datastore = server.DatastorePostgres
-		cfg.Postgres = engine.PostgresConfig{URL: dbURL}
-		cfg.Migrate = true
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	return &gatehouse{srv: srv, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second}}
+	return runGatehouse(t, server.Config{}, dbURL)
 }
 
 // linkForEachDatastore runs test on a fresh memory server and on a fresh
