@@ -391,21 +391,7 @@ func TestCacheNestedGroupChanges(t *testing.T) {
 // c itself) and returns it with the next page token.
 func caPage(t *testing.T, c *caller, subject, token string, size int) ([]string, string) {
 	t.Helper()
-	body := map[string]any{"permission": "view", "resource_type": "document", "page_size": size}
-	if subject != "" {
-		body["subject"] = subject
-	}
-	if token != "" {
-		body["page_token"] = token
-	}
-	r := c.do(t, http.MethodPost, "/v1/lookup/resources", body)
-	wantStatus(t, r, http.StatusOK)
-	var out struct {
-		Resources     []string `json:"resources"`
-		NextPageToken string   `json:"next_page_token"`
-	}
-	decodeJSON(t, r, &out)
-	return out.Resources, out.NextPageToken
+	return c.lookupPage(t, subject, "view", "document", size, token)
 }
 
 func TestCacheLookupPagesAfterChange(t *testing.T) {

@@ -374,28 +374,37 @@ func (c *caller) lookupPages(t *testing.T, subject, permission, resourceType str
 		if page > 100 {
 			t.Fatalf("lookup of %s %s: more than 100 pages of %d", permission, resourceType, pageSize)
 		}
-		body := map[string]any{"permission": permission, "resource_type": resourceType, "page_size": pageSize}
-		if subject != "" {
-			body["subject"] = subject
-		}
-		if token != "" {
-			body["page_token"] = token
-		}
-		r := c.do(t, http.MethodPost, "/v1/lookup/resources", body)
-		wantStatus(t, r, http.StatusOK)
-		var out struct {
-			Resources     []string `json:"resources"`
-			NextPageToken string   `json:"next_page_token"`
-		}
-		decodeJSON(t, r, &out)
-		found = append(found, out.Resources...)
-		if out.NextPageToken == "" {
+		resources, next := c.lookupPage(t, subject, permission, resourceType, pageSize, token)
+		found = append(found, resources...)
+		if next == "" {
 			break
 		}
-		token = out.NextPageToken
+		token = next
 	}
 	slices.Sort(found)
 	return found
+}
+
+// lookupPage reads one page of a resource lookup, after token ("" for the
+// first page), and returns its resources and the next page token. An empty
+// subject means the caller.
+func (c *caller) lookupPage(t *testing.T, subject, permission, resourceType string, pageSize int, token string) ([]string, string) {
+	t.Helper()
+	body := map[string]any{"permission": permission, "resource_type": resourceType, "page_size": pageSize}
+	if subject != "" {
+		body["subject"] = subject
+	}
+	if token != "" {
+		body["page_token"] = token
+	}
+	r := c.do(t, http.MethodPost, "/v1/lookup/resources", body)
+	wantStatus(t, r, http.StatusOK)
+	var out struct {
+		Resources     []string `json:"resources"`
+		NextPageToken string   `json:"next_page_token"`
+	}
+	decodeJSON(t, r, &out)
+	return out.Resources, out.NextPageToken
 }
 
 // lookupSubjects returns one page of the subjects of subjectType that have

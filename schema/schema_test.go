@@ -125,11 +125,10 @@ func reportDeveloperErrors(t *testing.T, kind string, errs []*devinterface.Devel
 	}
 }
 
-// TestInspectFollowsTheTree checks what Gatehouse's check API relies on
-// when it checks whether a caller may inspect an org instead of one of the
-// org's resources: for every resource type below the org, inspect is a
-// union that includes the parent's inspect, so inspect on an org grants
-// inspect on everything in it.
+// TestInspectFollowsTheTree checks that, for every resource type below the
+// org, inspect is a union that includes the parent's inspect. So inspect on
+// an org grants inspect on everything in it, which the check API relies on
+// when it checks the caller's inspect on the org instead of the resource.
 func TestInspectFollowsTheTree(t *testing.T) {
 	compiled := compileSchema(t)
 	for _, def := range compiled.ObjectDefinitions {

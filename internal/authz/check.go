@@ -84,7 +84,7 @@ func (s *Service) Check(ctx context.Context, caller object.Ref, req CheckRequest
 // When the engine has found the resource's org, the caller's inspect on
 // that org replaces its inspect on the resource, because every type's
 // inspect includes its parent's, up to the org (TestInspectFollowsTheTree
-// checks this). The answer for the org is the same for every resource in it, so
+// checks this). The org's result is the same for every resource in it, so
 // it stays cached until the org changes.
 func (s *Service) checkOnBehalf(ctx context.Context, caller object.Ref, check engine.CheckRequest) (engine.Decision, error) {
 	gate := check.Resource

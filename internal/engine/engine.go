@@ -115,8 +115,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			cancel()
 			return nil, fmt.Errorf("create in-memory datastore: %w", err)
 		}
-		// Every write to this datastore goes through this engine, or
-		// through Datastore, so counting them tells orgs apart.
+		// Every write to this datastore goes through this engine or
+		// Datastore, so the writes can be counted per org.
 		e.counts = newWriteCounts()
 		e.ds, e.ownsDS = countingDatastore{Datastore: ds, counts: e.counts}, true
 	}

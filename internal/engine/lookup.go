@@ -122,7 +122,7 @@ func (e *Engine) checkBulkPinned(ctx context.Context, reqs []CheckRequest, state
 		return nil, fmt.Errorf("bulk check: %w", err)
 	}
 	results, err := e.checkBulkAt(ctx, reqs, p.consistency)
-	if isRefusedRevision(err) {
+	if isRejectedRevision(err) {
 		e.unpin(state)
 		return e.checkBulkAPI(ctx, reqs, Consistency{})
 	}

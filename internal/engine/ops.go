@@ -140,7 +140,7 @@ func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
 	d, err := e.checkAt(ctx, req, p.consistency)
-	if isRefusedRevision(err) {
+	if isRejectedRevision(err) {
 		e.unpin(state)
 		return e.checkAPI(ctx, req, Consistency{})
 	}

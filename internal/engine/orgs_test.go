@@ -140,7 +140,7 @@ func TestOrgStatePinsOneRevision(t *testing.T) {
 			if second.Allowed {
 				t.Error("bob may view acme's document after joining globex")
 			}
-			// globex's own check sees bob's membership.
+			// A check on globex itself reflects bob's membership.
 			if !checkIn(t, in.a, engine.CheckRequest{Resource: globex, Permission: "view", Subject: bob}).Allowed {
 				t.Error("bob may not view globex after joining it")
 			}

@@ -249,6 +249,6 @@ func newOrgIndex(bytes int) (*orgIndex, error) {
 	return &orgIndex{chains: chains}, nil
 }
 
-// isRefusedRevision reports whether err is SpiceDB refusing a revision,
+// isRejectedRevision reports whether err is SpiceDB rejecting a revision,
 // such as one garbage collected since it was pinned.
-func isRefusedRevision(err error) bool { return errors.Is(err, ErrInvalidConsistencyToken) }
+func isRejectedRevision(err error) bool { return errors.Is(err, ErrInvalidConsistencyToken) }
