@@ -316,6 +316,45 @@ func TestGrantGroupSubject(t *testing.T) {
 	})
 }
 
+// TestGrantRejectsGroupLoop checks that a grant of membership cannot make
+// a group a member of itself through another group, at creation or when a
+// scheduled grant starts after the loop has formed.
+func TestGrantRejectsGroupLoop(t *testing.T) {
+	grForEachDatastore(t, func(t *testing.T, g *gatehouse) {
+		alice, bob := grTenant(t, g)
+		alice.create(t, "group:eng", "org:acme")
+		alice.create(t, "group:ops", "org:acme")
+		alice.create(t, "group:sre", "org:acme")
+		alice.setRole(t, "group:ops", bob.ref, "member")
+		alice.setRole(t, "group:eng", "group:ops", "member")
+
+		// ops is a member of eng, so eng cannot become a member of ops.
+		r := alice.do(t, http.MethodPost, "/v1/grants", map[string]any{
+			"resource": "group:ops", "subject": "group:eng", "role": "member", "duration": "1h", "reason": "x",
+		})
+		wantProblem(t, r, http.StatusConflict)
+		if n := len(alice.listGrants(t, "resource=group:ops")); n != 0 {
+			t.Errorf("%d grants on group:ops after the rejected one, want 0", n)
+		}
+
+		// Scheduled before the loop exists, the grant is revoked when it
+		// would start.
+		notBefore := time.Now().Add(1500 * time.Millisecond)
+		scheduled := alice.grant(t, map[string]any{
+			"resource": "group:sre", "subject": "group:eng", "role": "member",
+			"not_before": notBefore.Format(time.RFC3339Nano), "duration": "1h",
+		})
+		alice.setRole(t, "group:eng", "group:sre", "member")
+		grWaitState(t, alice, scheduled.ID, "revoked", 5*time.Second)
+		if !alice.allowed(t, bob.ref, "view", "group:eng") {
+			t.Error("bob cannot view group:eng, of which his group is a member")
+		}
+		if alice.allowed(t, bob.ref, "view", "group:sre") {
+			t.Error("bob views group:sre through the revoked grant")
+		}
+	})
+}
+
 func TestGrantNeedsManage(t *testing.T) {
 	grForEachDatastore(t, func(t *testing.T, g *gatehouse) {
 		alice, bob := grTenant(t, g)

@@ -45,6 +45,7 @@ func run() int {
 	queries := flag.Int("queries", 20000, "number of distinct check queries, half allowed and half denied")
 	openLoop := flag.Float64("open-loop-fraction", 0.7, "share of the measured peak check throughput offered in the open-loop scenario")
 	changeInterval := flag.Duration("change-interval", 500*time.Millisecond, "pause between background access changes during the check scenarios")
+	oracleSample := flag.Int("oracle-sample", 2000, "number of check queries, from the first, that SpiceDB answers before the runs to confirm the oracle")
 	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
 	label := flag.String("label", "", "what was measured, such as a commit, shown at the top of the report")
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
@@ -59,7 +60,7 @@ func run() int {
 	cfg := loadtest.Config{
 		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
-		PagingTimeout: *pagingTimeout, Queries: *queries, OpenLoopFraction: *openLoop,
+		PagingTimeout: *pagingTimeout, Queries: *queries, OracleSample: *oracleSample, OpenLoopFraction: *openLoop,
 		ChangeInterval: *changeInterval, Seed: *seed, Label: *label, CPUProfileDir: *cpuProfile, Logger: logger,
 	}
 	if *gatehouseLogs {

@@ -301,6 +301,30 @@ func subjectRelationFilter(relation string) *v1.SubjectFilter_RelationFilter {
 	return &v1.SubjectFilter_RelationFilter{Relation: relation}
 }
 
+// Nest runs write, which makes subject's members members of resource,
+// unless both are groups and resource is already a member of subject, a
+// membership loop that is rejected with ErrConflict. For two groups it also
+// serializes the test and write with every other nesting change of this
+// instance, as SetMember does.
+func (s *Service) Nest(ctx context.Context, resource, subject object.Ref, write func() error) error {
+	if resource.Type != object.TypeGroup || subject.Type != object.TypeGroup {
+		return write()
+	}
+	s.nesting.Lock()
+	defer s.nesting.Unlock()
+	if err := s.requireNoCycle(ctx, resource, subject); err != nil {
+		return err
+	}
+	return write()
+}
+
+// RequireNoCycle rejects making group subject a member of group resource
+// when that would make a membership loop (see requireNoCycle). It takes no
+// lock: Nest repeats the test before the write.
+func (s *Service) RequireNoCycle(ctx context.Context, resource, subject object.Ref) error {
+	return s.requireNoCycle(ctx, resource, subject)
+}
+
 // requireNoCycle rejects making group subject a member of group resource
 // when resource is already, directly or through nested groups, a member of
 // subject: the loop would make every check through these groups exceed

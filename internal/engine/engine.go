@@ -47,17 +47,20 @@ type Config struct {
 	DispatchCacheMaxCost string
 
 	// ResultCacheBytes bounds the check result cache, the lookup result
-	// cache and the cache of resources' orgs, each, in estimated bytes. The
-	// caches keep each result under the datastore state it was evaluated
-	// in, so they never serve a result older than the consistency asked
-	// for. Negative turns them off. Default: DefaultResultCacheBytes.
+	// cache, the cache of resources' orgs and the relationship read cache,
+	// each, in estimated bytes. The caches keep each result under the
+	// datastore state or revision it was evaluated in, so they never serve
+	// a result older than the consistency asked for. Negative turns them
+	// off. Default: DefaultResultCacheBytes.
 	ResultCacheBytes int
 
 	// PostgresURL is the URL of the PostgreSQL database of Datastore, if
 	// it is SpiceDB's PostgreSQL datastore. The result cache then reads
 	// the datastore's state from SpiceDB's transaction table through a
-	// small pool of its own. Without it, the cache reads the head revision,
-	// which every write in the PostgreSQL cluster moves. Default: empty.
+	// small pool of its own, and the read cache reads all of an object's
+	// relationships in one query. Without it, the cache reads the head
+	// revision, which every write in the PostgreSQL cluster moves, and the
+	// read cache reads one relation at a time. Default: empty.
 	PostgresURL string
 }
 
@@ -71,7 +74,8 @@ type Engine struct {
 	pool     *pgxpool.Pool // reads the state for the result cache; nil unless PostgresURL
 	schema   v1.SchemaServiceClient
 	ds       datastore.Datastore
-	counts   *writeCounts // counts the writes to ds when the engine owns it
+	reads    datastore.Datastore // ds, through the read cache when it is on
+	counts   *writeCounts        // counts the writes to ds when the engine owns it
 	ownsDS   bool
 	conn     *grpc.ClientConn
 	logger   *slog.Logger
@@ -121,8 +125,23 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.ds, e.ownsDS = countingDatastore{Datastore: ds, counts: e.counts}, true
 	}
 
+	e.reads = e.ds
+	if cfg.ResultCacheBytes >= 0 {
+		size := cfg.ResultCacheBytes
+		if size == 0 {
+			size = DefaultResultCacheBytes
+		}
+		cache, err := newReadCache(size, cfg.PostgresURL != "", registry)
+		if err != nil {
+			e.closeDatastore()
+			cancel()
+			return nil, err
+		}
+		e.reads = cachingDatastore{Datastore: e.ds, cache: cache}
+	}
+
 	srvConfig := server.NewConfigWithOptionsAndDefaults(
-		server.WithDatastore(e.ds),
+		server.WithDatastore(e.reads),
 		server.WithGRPCServer(util.GRPCServerConfig{Network: util.BufferedNetwork, Enabled: true}),
 		// The buffered listener exists only inside this process, so no other
 		// process can reach the API that this allows without credentials.
@@ -178,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 
-	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: e.ds})
+	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: e.reads})
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("create in-process checker: %w", err)

@@ -88,16 +88,9 @@ func newResultCache(states stateReader, perOrg bool, bytes int, registry prometh
 	if err != nil {
 		return nil, fmt.Errorf("create lookup result cache: %w", err)
 	}
-	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gatehouse_check_cache_lookups_total",
-		Help: "Check result cache lookups, by result (hit or miss).",
-	}, []string{"result"})
-	if err := registry.Register(lookups); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return nil, fmt.Errorf("register check cache metrics: %w", err)
-		}
-		lookups = already.ExistingCollector.(*prometheus.CounterVec)
+	lookups, err := resultCounter(registry, "gatehouse_check_cache_lookups_total", "Check result cache lookups, by result (hit or miss).")
+	if err != nil {
+		return nil, err
 	}
 	pins, err := otter.New(&otter.Options[string, pin]{
 		MaximumSize:      maxPins,
@@ -213,4 +206,18 @@ func (c *resultCache) getSet(key lookupKey) (*resourceSet, bool) {
 
 func (c *resultCache) putSet(key lookupKey, set *resourceSet) {
 	c.sets.Set(key, set)
+}
+
+// resultCounter registers a counter with a "result" label, or returns the
+// one already registered under name, as when two engines share a registry.
+func resultCounter(registry prometheus.Registerer, name, help string) (*prometheus.CounterVec, error) {
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"result"})
+	if err := registry.Register(counter); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return nil, fmt.Errorf("register metric %s: %w", name, err)
+		}
+		return already.ExistingCollector.(*prometheus.CounterVec), nil
+	}
+	return counter, nil
 }

@@ -10,7 +10,6 @@ import (
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"github.com/authzed/spicedb/pkg/datalayer"
 	"github.com/authzed/spicedb/pkg/datastore"
-	"github.com/authzed/spicedb/pkg/datastore/options"
 	"github.com/authzed/spicedb/pkg/zedtoken"
 	"github.com/maypok86/otter/v2"
 
@@ -194,18 +193,20 @@ func (e *Engine) orgAt(ctx context.Context, resource object.Ref, global string, 
 	return org, nil
 }
 
-// parentAt reads the parent of ref at rev, straight from the datastore.
+// parentAt reads the parent of ref at rev, through the read cache, which
+// then holds what the check of ref reads at the same revision.
 func (e *Engine) parentAt(ctx context.Context, rev datastore.Revision, ref object.Ref) (object.Ref, bool, error) {
 	parentType, ok := object.ParentType(ref.Type)
 	if !ok {
 		return object.Ref{}, false, nil
 	}
-	limit := uint64(1)
-	rels, err := e.ds.SnapshotReader(rev).QueryRelationships(ctx, datastore.RelationshipsFilter{
+	// A resource has one parent link: Gatehouse creates it with a
+	// precondition that none exists.
+	rels, err := e.reads.SnapshotReader(rev).QueryRelationships(ctx, datastore.RelationshipsFilter{
 		OptionalResourceType:     ref.Type,
 		OptionalResourceIds:      []string{ref.ID},
 		OptionalResourceRelation: object.ParentRelation(ref.Type),
-	}, options.WithLimit(&limit))
+	})
 	if err != nil {
 		return object.Ref{}, false, fmt.Errorf("read parent of %s: %w: %w", ref, ErrUnavailable, err)
 	}

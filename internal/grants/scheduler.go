@@ -164,6 +164,12 @@ func (s *Service) start(ctx context.Context, g Grant) error {
 		s.logger.InfoContext(ctx, "grant revoked: its resource or group was deleted before it started", "grant", g.ID, "resource", g.Resource.String())
 		_, err = s.end(ctx, scheduler, g, ActionRevoke, StateRevoked)
 		return err
+	case errors.Is(err, authz.ErrConflict):
+		change.Failed(ctx)
+		g.State = StateActive
+		s.logger.InfoContext(ctx, "grant revoked: it would have made a group membership loop", "grant", g.ID, "resource", g.Resource.String(), "subject", g.Subject.String(), "error", err)
+		_, err = s.end(ctx, scheduler, g, ActionRevoke, StateRevoked)
+		return err
 	case err != nil:
 		change.Failed(ctx)
 		if _, revertErr := s.store.Transition(context.WithoutCancel(ctx), g.ID, []State{StateActive}, StateScheduled); revertErr != nil {

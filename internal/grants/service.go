@@ -100,6 +100,12 @@ func (s *Service) Create(ctx context.Context, c authz.Caller, req CreateRequest)
 	if err != nil {
 		return Grant{}, err
 	}
+	if g.Role == "member" {
+		// apply tests again, under the nesting lock, before it writes.
+		if err := s.authz.RequireNoCycle(ctx, g.Resource, g.Subject); err != nil {
+			return Grant{}, err
+		}
+	}
 
 	if g.BreakGlass {
 		s.logger.WarnContext(ctx, "break-glass grant", "grant", g.ID, "principal", g.Grantor,
@@ -279,11 +285,19 @@ func (s *Service) apply(ctx context.Context, g Grant, group *v1.Precondition) (s
 		preconditions = append(preconditions, group)
 	}
 	var token string
-	err = s.authz.WithBumps(ctx, principals, func() error {
-		var err error
-		token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
-		return err
-	})
+	write := func() error {
+		return s.authz.WithBumps(ctx, principals, func() error {
+			var err error
+			token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
+			return err
+		})
+	}
+	if g.Role == "member" {
+		// Group membership: a group subject must not close a loop.
+		err = s.authz.Nest(ctx, g.Resource, g.Subject, write)
+	} else {
+		err = write()
+	}
 	if err != nil && isPrecondition(err) {
 		return "", fmt.Errorf("%w: %w", errPrecondition, err)
 	}

@@ -55,6 +55,11 @@ type Config struct {
 	// Queries is the number of distinct check queries. Default: 20000.
 	Queries int
 
+	// OracleSample is how many of the check queries, from the first,
+	// SpiceDB answers before the runs to confirm the oracle. Default:
+	// 2000; more than Queries means all of them.
+	OracleSample int
+
 	// OpenLoopFraction is the share of the measured peak throughput at
 	// which the open-loop check scenario offers load. Default: 0.7.
 	OpenLoopFraction float64
@@ -104,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PagingTimeout <= 0 {
 		c.PagingTimeout = 10 * time.Minute
+	}
+	if c.OracleSample <= 0 {
+		c.OracleSample = 2000
 	}
 	if c.Queries <= 0 {
 		c.Queries = 20000

@@ -111,7 +111,7 @@ func (r *run) rawCheckAt(ctx context.Context, i int) (int, int, error) {
 	if err != nil {
 		return 1, 0, err
 	}
-	return 1, wrongIf(hasPermission(resp.GetPermissionship()) != r.checks.queries[i].Expected), nil
+	return 1, r.wrongAnswer("SpiceDB", i, hasPermission(resp.GetPermissionship())), nil
 }
 
 // gatehouseCheck runs one check through POST /v1/check as the app service.
@@ -126,7 +126,18 @@ func (r *run) gatehouseCheckAt(ctx context.Context, i int) (int, int, error) {
 	if err := r.gh.call(ctx, r.app, http.MethodPost, "/v1/check", r.checks.json[i], http.StatusOK, &out); err != nil {
 		return 1, 0, err
 	}
-	return 1, wrongIf(out.Allowed != r.checks.queries[i].Expected), nil
+	return 1, r.wrongAnswer("Gatehouse", i, out.Allowed), nil
+}
+
+// wrongAnswer returns 1 and logs the query when allowed differs from the
+// oracle's answer to query i, and 0 otherwise.
+func (r *run) wrongAnswer(system string, i int, allowed bool) int {
+	q := r.checks.queries[i]
+	if allowed == q.Expected {
+		return 0
+	}
+	r.logger.Error("wrong answer", "system", system, "subject", "user:"+q.User, "permission", q.Permission, "resource", q.Resource.String(), "allowed", allowed, "expected", q.Expected)
+	return 1
 }
 
 // gatehouseBulk runs bulkSize checks through POST /v1/check/bulk. An item
@@ -150,8 +161,8 @@ func (r *run) gatehouseBulk(ctx context.Context, _ int) (int, int, error) {
 		switch {
 		case res.Error != nil:
 			failed++
-		case res.Allowed != r.checks.queries[r.checks.bulks[b][n]].Expected:
-			wrong++
+		default:
+			wrong += r.wrongAnswer("Gatehouse bulk", r.checks.bulks[b][n], res.Allowed)
 		}
 	}
 	if failed > 0 {
@@ -177,9 +188,7 @@ func (r *run) rawBulk(ctx context.Context, _ int) (int, int, error) {
 			failed++
 			continue
 		}
-		if hasPermission(pair.GetItem().GetPermissionship()) != r.checks.queries[r.checks.bulks[b][n]].Expected {
-			wrong++
-		}
+		wrong += r.wrongAnswer("SpiceDB bulk", r.checks.bulks[b][n], hasPermission(pair.GetItem().GetPermissionship()))
 	}
 	if failed > 0 {
 		return bulkSize, wrong, fmt.Errorf("%d of %d bulk check items failed", failed, bulkSize)

@@ -8,15 +8,11 @@ import (
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 )
 
-// oracleSample is the number of check queries compared with SpiceDB before
-// the timed runs.
-const oracleSample = 2000
-
 // crossCheckOracle compares the oracle's answers with raw SpiceDB's on a
 // sample of the check queries and on every planted lookup, before any load
 // runs, and fails with ErrOracleMismatch when they differ.
 func (r *run) crossCheckOracle(ctx context.Context) error {
-	sample := r.checks.queries[:min(oracleSample, len(r.checks.queries))]
+	sample := r.checks.queries[:min(r.cfg.OracleSample, len(r.checks.queries))]
 	mismatches, err := CrossCheck(ctx, r.raw.Client, sample)
 	if err != nil {
 		return err

@@ -312,7 +312,10 @@ func (g *generator) grant(plan *orgPlan, org Object) {
 		Resource: resource, Relation: roles[g.rng.IntN(len(roles))],
 		Subject: grant, SubjectRelation: relationHolder, Expires: farFuture,
 	})
-	if g.chance(0.2) {
+	// A group's holders are users only: a group holding a grant of
+	// membership in itself, or in a group nested in it, would be a
+	// membership loop, which Gatehouse's API rejects.
+	if resource.Type != typeGroup && g.chance(0.2) {
 		g.add(grant, relationHolder, Object{Type: typeGroup, ID: g.pick(plan.groups)}, relationMember)
 	} else {
 		g.add(grant, relationHolder, user(g.pick(plan.users)), "")
