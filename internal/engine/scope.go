@@ -29,7 +29,7 @@ type pin struct {
 const (
 	// maxPinAge bounds how long a revision stays pinned, well inside any
 	// garbage collection window a datastore would be run with.
-	maxPinAge = time.Minute
+	maxPinAge = 5 * time.Minute
 
 	// maxPins bounds the number of pinned revisions: one per org with
 	// recent checks.

@@ -466,7 +466,7 @@ func (r *run) runChecks(ctx context.Context) {
 	if peak.Throughput > 0 {
 		r.report.OpenLoopRate = peak.Throughput * r.cfg.OpenLoopFraction
 		r.logger.Info("scenario", "scenario", scenarioOpenLoop, "system", systemGatehouse, "rate", int(r.report.OpenLoopRate))
-		open := openLoop(ctx, r.logger, scenarioOpenLoop, systemGatehouse, r.report.OpenLoopRate, r.cfg.Duration, 8*r.cfg.Workers, r.gatehouseCheck)
+		open := openLoop(ctx, r.logger, scenarioOpenLoop, systemGatehouse, r.report.OpenLoopRate, r.cfg.Warmup, r.cfg.Duration, 8*r.cfg.Workers, r.gatehouseCheck)
 		r.report.OpenLoop = &open
 	}
 

@@ -95,7 +95,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("- **Wrong answers** are answers that differ from the oracle (a Go model of the schema), or from an access change " +
 		"made just before; errors are counted apart.\n")
 	b.WriteString("- Latencies are per request; for \"all pages\" per pass through every page. \"First request\" is the latency of a " +
-		"scenario's first request, sent alone before the warm-up, when no cache holds its result yet.\n")
+		"scenario's first request, sent alone before the warm-up, when no cache holds its result yet. The open-loop scenarios send " +
+		"requests at a fixed rate through the same warm-up before they measure, and count each latency from the moment its request was due.\n")
 	fmt.Fprintf(b, "- The cold check scenarios (\"check\", the bulk checks and \"check, open loop\") cycle through the %d queries in a fixed shuffled order, "+
 		"so a question repeats only after that many requests. The skewed ones pick each question from the same %d with a Zipf distribution "+
 		"(s = %.1f, v = %.0f, one seeded generator per worker), so the %d most frequent questions make up %.0f%% of the requests. "+

@@ -124,16 +124,17 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 	return r
 }
 
-// openLoop starts requests at a fixed rate for duration, whether or not
-// earlier ones have returned, with at most maxOutstanding in flight. Each
-// latency counts from the moment its request was due, so a request that
-// waited for a free slot, or for a late dispatcher, is charged the wait.
-// Each request gets a worker index below maxOutstanding that no other
-// request in flight holds, as in closedLoop.
-func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, duration time.Duration, maxOutstanding int, op operation) Result {
+// openLoop starts requests at a fixed rate, whether or not earlier ones
+// have returned, with at most maxOutstanding in flight: first for warmup,
+// whose requests count towards wrong answers and errors only, then for
+// duration. Each latency counts from the moment its request was due, so a
+// request that waited for a free slot, or for a late dispatcher, is charged
+// the wait. Each request gets a worker index below maxOutstanding that no
+// other request in flight holds, as in closedLoop.
+func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, warmup, duration time.Duration, maxOutstanding int, op operation) Result {
 	debug.FreeOSMemory()
 	rssKnown := resetPeakRSS()
-	var c counters
+	var warm, timed counters
 	var mu sync.Mutex
 	var all []time.Duration
 	// Free worker indexes. Taking one takes a slot.
@@ -144,10 +145,11 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 	var wg sync.WaitGroup
 
 	start := time.Now()
+	measured := start.Add(warmup)
 	interval := time.Duration(float64(time.Second) / rate)
 	for i := 0; ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(i) * interval)
-		if due.Sub(start) >= duration {
+		if due.Sub(measured) >= duration {
 			break
 		}
 		if wait := time.Until(due); wait > 0 {
@@ -158,21 +160,25 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 			defer func() { slots <- worker }()
 			ops, wrong, err := op(ctx, worker)
 			latency := time.Since(due)
-			c.record(logger, scenario, system, ops, wrong, err)
+			if due.Before(measured) {
+				warm.record(logger, scenario, system, ops, wrong, err)
+				return
+			}
+			timed.record(logger, scenario, system, ops, wrong, err)
 			mu.Lock()
 			all = append(all, latency)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed := time.Since(measured)
 
 	r := Result{
 		Scenario: scenario, System: system, Unit: "checks/s",
-		Throughput:   float64(c.ops.Load()) / elapsed.Seconds(),
-		Requests:     c.requests.Load(),
-		WrongAnswers: c.wrong.Load(),
-		Errors:       c.errors.Load(),
+		Throughput:   float64(timed.ops.Load()) / elapsed.Seconds(),
+		Requests:     timed.requests.Load(),
+		WrongAnswers: warm.wrong.Load() + timed.wrong.Load(),
+		Errors:       warm.errors.Load() + timed.errors.Load(),
 	}
 	r.P50, r.P95, r.P99 = percentiles(all)
 	if rssKnown {
