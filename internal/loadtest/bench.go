@@ -55,9 +55,9 @@ type Config struct {
 	// Queries is the number of distinct check queries. Default: 20000.
 	Queries int
 
-	// OracleSample is how many of the check queries, from the first,
-	// SpiceDB answers before the runs to confirm the oracle. Default:
-	// 2000; more than Queries means all of them.
+	// OracleSample is the number of check queries, from the first, that
+	// SpiceDB evaluates before the runs to confirm the oracle. Default:
+	// 2000. A value above Queries means all of them.
 	OracleSample int
 
 	// OpenLoopFraction is the share of the measured peak throughput at

@@ -129,8 +129,8 @@ func (r *run) gatehouseCheckAt(ctx context.Context, i int) (int, int, error) {
 	return 1, r.wrongAnswer("Gatehouse", i, out.Allowed), nil
 }
 
-// wrongAnswer returns 1 and logs the query when allowed differs from the
-// oracle's answer to query i, and 0 otherwise.
+// wrongAnswer returns 1, and logs the query, when allowed differs from
+// the oracle's expected result for query i. Otherwise it returns 0.
 func (r *run) wrongAnswer(system string, i int, allowed bool) int {
 	q := r.checks.queries[i]
 	if allowed == q.Expected {
