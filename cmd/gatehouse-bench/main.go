@@ -27,6 +27,9 @@ import (
 const databaseURLEnv = "GATEHOUSE_TEST_DATABASE_URL"
 
 func main() {
+	if loadtest.IsServerProcess() {
+		os.Exit(loadtest.ServeProcess())
+	}
 	os.Exit(run())
 }
 
@@ -62,9 +65,7 @@ func run() int {
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
 		PagingTimeout: *pagingTimeout, Queries: *queries, OracleSample: *oracleSample, OpenLoopFraction: *openLoop,
 		ChangeInterval: *changeInterval, Seed: *seed, Label: *label, CPUProfileDir: *cpuProfile, Logger: logger,
-	}
-	if *gatehouseLogs {
-		cfg.GatehouseLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "gatehouse")
+		GatehouseLogs: *gatehouseLogs,
 	}
 	if *maxMemorySize != "0" {
 		n, err := loadtest.ParseSize(*maxMemorySize)

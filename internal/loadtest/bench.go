@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,8 +81,9 @@ type Config struct {
 	// Logger receives the benchmark's progress. Default: slog.Default().
 	Logger *slog.Logger
 
-	// GatehouseLogger receives Gatehouse's own logs. Default: discarded.
-	GatehouseLogger *slog.Logger
+	// GatehouseLogs sends Gatehouse's own warnings and errors to the
+	// standard error. Default: false, they are discarded.
+	GatehouseLogs bool
 
 	// AfterRun, when set, is called with the report so far after each
 	// size and datastore, so that a long benchmark keeps its partial
@@ -127,9 +127,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.GatehouseLogger == nil {
-		c.GatehouseLogger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -292,6 +289,7 @@ type run struct {
 	checks         *checkSet
 	lookupExpected map[string][]string
 
+	servers     *serverProcess
 	gh          *gatehouse
 	raw         *RawSpiceDB
 	app, admin  *tokenSource
@@ -328,16 +326,18 @@ func (r *run) execute(ctx context.Context) (err error) {
 		}()
 	}
 
-	r.gh, err = startGatehouse(ctx, databaseURL, r.cfg.GatehouseLogger, 4*r.cfg.Workers)
+	r.servers, err = startServerProcess(ctx, r.report.Datastore, databaseURL, r.cfg.GatehouseLogs)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if closeErr := r.gh.Close(); closeErr != nil {
-			r.logger.Warn("stop gatehouse", "error", closeErr)
+		if closeErr := r.servers.Close(); closeErr != nil {
+			r.logger.Warn("stop the server process", "error", closeErr)
 		}
 	}()
-	r.raw, err = StartRawSpiceDB(ctx, r.gh.srv.Engine().Datastore())
+	r.gh = newGatehouseClient(r.servers.hello.Gatehouse, 4*r.cfg.Workers)
+	defer r.gh.Close()
+	r.raw, err = ConnectRawSpiceDB(ctx, r.servers.hello.SpiceDB, r.servers.hello.Key)
 	if err != nil {
 		return err
 	}
@@ -379,7 +379,10 @@ func (r *run) execute(ctx context.Context) (err error) {
 	// Gatehouse.
 	rawOpen = false
 	if err := r.raw.Close(); err != nil {
-		r.logger.Warn("stop raw spicedb", "error", err)
+		r.logger.Warn("close the raw spicedb client", "error", err)
+	}
+	if _, err := r.servers.command(commandStopSpiceDB); err != nil {
+		return err
 	}
 	r.report.DatastoreAlive = r.gatehouseResponds(ctx)
 	if !r.report.DatastoreAlive {
@@ -420,7 +423,7 @@ func (r *run) gatehouseResponds(ctx context.Context) bool {
 // report. sameAs, when not empty, names the scenario across sizes.
 func (r *run) closedLoop(ctx context.Context, scenario, sameAs, system, unit string, workers int, op operation) Result {
 	r.logger.Info("scenario", "scenario", scenario, "system", system)
-	res := closedLoop(ctx, r.logger, scenario, system, unit, closedLoopConfig{Workers: workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration}, op)
+	res := closedLoop(ctx, r.logger, scenario, system, unit, closedLoopConfig{Workers: workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration, Memory: r.servers}, op)
 	res.sameAs = sameAs
 	r.report.Results = append(r.report.Results, res)
 	return res
@@ -453,20 +456,20 @@ func (r *run) runChecks(ctx context.Context) {
 
 	r.logger.Info("scenario", "scenario", scenarioCheck, "system", systemSpiceDB)
 	raw := closedLoop(ctx, r.logger, scenarioCheck, systemSpiceDB, "checks/s", closedLoopConfig{
-		Workers: r.cfg.Workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration, OnMeasure: r.cpuProfile("spicedb-check"),
+		Workers: r.cfg.Workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration, OnMeasure: r.cpuProfile("spicedb-check"), Memory: r.servers,
 	}, r.rawCheck)
 	r.report.Results = append(r.report.Results, raw)
 
 	r.logger.Info("scenario", "scenario", scenarioCheck, "system", systemGatehouse)
 	peak := closedLoop(ctx, r.logger, scenarioCheck, systemGatehouse, "checks/s", closedLoopConfig{
-		Workers: r.cfg.Workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration, OnMeasure: r.cpuProfile("gatehouse-check"),
+		Workers: r.cfg.Workers, Warmup: r.cfg.Warmup, Duration: r.cfg.Duration, OnMeasure: r.cpuProfile("gatehouse-check"), Memory: r.servers,
 	}, r.gatehouseCheck)
 	r.report.Results = append(r.report.Results, peak)
 
 	if peak.Throughput > 0 {
 		r.report.OpenLoopRate = peak.Throughput * r.cfg.OpenLoopFraction
 		r.logger.Info("scenario", "scenario", scenarioOpenLoop, "system", systemGatehouse, "rate", int(r.report.OpenLoopRate))
-		open := openLoop(ctx, r.logger, scenarioOpenLoop, systemGatehouse, r.report.OpenLoopRate, r.cfg.Warmup, r.cfg.Duration, 8*r.cfg.Workers, r.gatehouseCheck)
+		open := openLoop(ctx, r.logger, scenarioOpenLoop, systemGatehouse, r.report.OpenLoopRate, r.cfg.Warmup, r.cfg.Duration, 8*r.cfg.Workers, r.servers, r.gatehouseCheck)
 		r.report.OpenLoop = &open
 	}
 
@@ -483,20 +486,16 @@ func (r *run) cpuProfile(scenario string) func() func() {
 			return func() {}
 		}
 		name := fmt.Sprintf("%s-%s-%s.pprof", scenario, formatSize(r.report.Size), r.report.Datastore)
-		path := filepath.Join(r.cfg.CPUProfileDir, name)
-		f, err := os.Create(path)
-		if err != nil {
-			r.logger.Warn("create CPU profile", "path", path, "error", err)
-			return func() {}
+		path, err := filepath.Abs(filepath.Join(r.cfg.CPUProfileDir, name))
+		if err == nil {
+			_, err = r.servers.command(commandProfileStart + " " + path)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err != nil {
 			r.logger.Warn("start CPU profile", "path", path, "error", err)
-			f.Close()
 			return func() {}
 		}
 		return func() {
-			pprof.StopCPUProfile()
-			if err := f.Close(); err != nil {
+			if _, err := r.servers.command(commandProfileStop); err != nil {
 				r.logger.Warn("write CPU profile", "path", path, "error", err)
 			}
 		}
@@ -519,7 +518,7 @@ func (r *run) runLookups(ctx context.Context) {
 		r.logger.Info("scenario", "scenario", scenario, "system", systemGatehouse)
 		pagingCtx, cancel := context.WithTimeout(ctx, r.cfg.PagingTimeout)
 		res := closedLoop(pagingCtx, r.logger, scenario, systemGatehouse, "passes/s", closedLoopConfig{
-			Workers: 1, Duration: r.cfg.Duration, MinRequests: 1, MaxDuration: r.cfg.PagingTimeout,
+			Workers: 1, Duration: r.cfg.Duration, MinRequests: 1, MaxDuration: r.cfg.PagingTimeout, Memory: r.servers,
 		}, r.lookupAllPages(u.User))
 		cancel()
 		res.sameAs = fmt.Sprintf(lookupScenarioAll, "target "+formatCount(u.Target))
@@ -556,7 +555,7 @@ func (r *run) runWrites(ctx context.Context) error {
 
 // runExchange runs the token exchange scenario.
 func (r *run) runExchange(ctx context.Context) error {
-	state, err := r.newExchangeState(256)
+	state, err := r.newExchangeState(ctx, 256)
 	if err != nil {
 		return err
 	}

@@ -20,19 +20,18 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
 
-// gatehouse is a Gatehouse server running in this process in dev mode, on
-// a loopback port, and an HTTP client for it.
-type gatehouse struct {
+// gatehouseServer is a Gatehouse server running in this process in dev
+// mode, on a loopback port. The benchmark's server process runs it.
+type gatehouseServer struct {
 	srv    *server.Server
 	url    string
-	client *http.Client
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // startGatehouse starts Gatehouse on the memory datastore, or on
 // PostgreSQL at databaseURL (migrating it first). Its logs go to logger.
-func startGatehouse(ctx context.Context, databaseURL string, logger *slog.Logger, maxConns int) (*gatehouse, error) {
+func startGatehouse(ctx context.Context, databaseURL string, logger *slog.Logger) (*gatehouseServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen on loopback: %w", err)
@@ -49,8 +48,28 @@ func startGatehouse(ctx context.Context, databaseURL string, logger *slog.Logger
 		cancel()
 		return nil, fmt.Errorf("start gatehouse: %w", err)
 	}
-	g := &gatehouse{
-		srv: srv, url: srv.URL(), cancel: cancel, done: make(chan error, 1),
+	g := &gatehouseServer{srv: srv, url: srv.URL(), cancel: cancel, done: make(chan error, 1)}
+	go func() { g.done <- srv.Run(runCtx) }()
+	return g, nil
+}
+
+// Close stops the server and waits for it.
+func (g *gatehouseServer) Close() error {
+	g.cancel()
+	return <-g.done
+}
+
+// gatehouse is an HTTP client of a Gatehouse server in dev mode.
+type gatehouse struct {
+	url    string
+	client *http.Client
+}
+
+// newGatehouseClient returns a client of the Gatehouse at baseURL that
+// keeps up to maxConns idle connections.
+func newGatehouseClient(baseURL string, maxConns int) *gatehouse {
+	return &gatehouse{
+		url: baseURL,
 		client: &http.Client{
 			Timeout: 5 * time.Minute,
 			Transport: &http.Transport{
@@ -61,16 +80,43 @@ func startGatehouse(ctx context.Context, databaseURL string, logger *slog.Logger
 			},
 		},
 	}
-	go func() { g.done <- srv.Run(runCtx) }()
-	return g, nil
 }
 
-// Close stops the server and waits for it.
-func (g *gatehouse) Close() error {
-	g.cancel()
-	err := <-g.done
-	g.client.CloseIdleConnections()
-	return err
+// Close closes the client's idle connections.
+func (g *gatehouse) Close() { g.client.CloseIdleConnections() }
+
+// mint returns a dev issuer token for the user, or the service, named
+// name, from the server's POST /dev/token.
+func (g *gatehouse) mint(ctx context.Context, name string, service bool) (string, error) {
+	field := "subject"
+	if service {
+		field = "service"
+	}
+	body, err := json.Marshal(map[string]string{field: name})
+	if err != nil {
+		return "", err
+	}
+	return g.postForToken(ctx, "/dev/token", "application/json", body, "mint a dev token")
+}
+
+// postForToken posts body to path and returns the access_token of the
+// response. what names the request in errors.
+func (g *gatehouse) postForToken(ctx context.Context, path, contentType string, body []byte, what string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url+path, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", contentType)
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := g.send(req, http.StatusOK, &out); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if out.AccessToken == "" {
+		return "", fmt.Errorf("%s: response has no access_token", what)
+	}
+	return out.AccessToken, nil
 }
 
 // httpStatusError is a response with an unexpected status.
@@ -128,21 +174,7 @@ func (g *gatehouse) exchange(ctx context.Context, subjectToken string) (string, 
 		"subject_token":      {subjectToken},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/oauth2/token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := g.send(req, http.StatusOK, &out); err != nil {
-		return "", fmt.Errorf("token exchange: %w", err)
-	}
-	if out.AccessToken == "" {
-		return "", errors.New("token exchange: response has no access_token")
-	}
-	return out.AccessToken, nil
+	return g.postForToken(ctx, "/oauth2/token", "application/x-www-form-urlencoded", []byte(form.Encode()), "token exchange")
 }
 
 // tokenRefreshAge is how long a Gatehouse token is used before a fresh one
@@ -209,7 +241,7 @@ func (ts *tokenSource) refresh(ctx context.Context, seen *issuedToken) (string, 
 	if cur := ts.current.Load(); cur != seen {
 		return cur.token, nil // another caller refreshed meanwhile
 	}
-	devToken, err := ts.g.srv.DevIssuer().Mint(ts.name, ts.service)
+	devToken, err := ts.g.mint(ctx, ts.name, ts.service)
 	if err != nil {
 		return "", err
 	}

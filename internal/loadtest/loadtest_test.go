@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,15 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
+
+// TestMain runs the servers instead of the tests when Run started this
+// test binary as its server process.
+func TestMain(m *testing.M) {
+	if IsServerProcess() {
+		os.Exit(ServeProcess())
+	}
+	os.Exit(m.Run())
+}
 
 func TestGenerateIsDeterministic(t *testing.T) {
 	a, err := Generate(GenerateConfig{Relationships: 5000, Seed: 7})
@@ -283,7 +293,7 @@ func TestRunTinyDataset(t *testing.T) {
 		"Gatehouse check / SpiceDB check throughput on skewed questions with writes: **",
 		"Open loop on skewed questions: Gatehouse checks offered at ",
 		"| check, skewed | open-loop p99, cold | open-loop p99, skewed |",
-		"### Load times", "GOMAXPROCS",
+		"### Load times", "GOMAXPROCS", "GOGC 100, GOMEMLIMIT off",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)

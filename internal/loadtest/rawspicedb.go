@@ -28,7 +28,8 @@ type RawSpiceDB struct {
 	Client *authzed.Client
 	Addr   string
 
-	cancel context.CancelFunc
+	key    string
+	cancel context.CancelFunc // nil for a client of a server in another process
 	done   chan error
 }
 
@@ -89,22 +90,37 @@ func StartRawSpiceDB(ctx context.Context, ds datastore.Datastore) (*RawSpiceDB, 
 	}
 
 	runCtx, cancel := context.WithCancel(zerolog.Nop().WithContext(context.Background()))
-	r := &RawSpiceDB{Addr: addr, cancel: cancel, done: make(chan error, 1)}
+	r := &RawSpiceDB{Addr: addr, key: key, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- runnable.Run(runCtx) }()
-
-	r.Client, err = authzed.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(bearerKey(key)),
-	)
-	if err != nil {
-		r.Close()
-		return nil, fmt.Errorf("connect to spicedb on %s: %w", addr, err)
-	}
-	if err := r.waitReady(ctx); err != nil {
+	if err := r.connect(ctx); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// ConnectRawSpiceDB returns a client of a raw SpiceDB server that runs
+// elsewhere, at addr behind key, once the server responds. Its Close
+// closes the client only.
+func ConnectRawSpiceDB(ctx context.Context, addr, key string) (*RawSpiceDB, error) {
+	r := &RawSpiceDB{Addr: addr, key: key}
+	if err := r.connect(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *RawSpiceDB) connect(ctx context.Context) error {
+	var err error
+	r.Client, err = authzed.NewClient(r.Addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearerKey(r.key)),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to spicedb on %s: %w", r.Addr, err)
+	}
+	return r.waitReady(ctx)
 }
 
 // waitReady reads the schema until the server responds, for at most 30
@@ -125,12 +141,15 @@ func (r *RawSpiceDB) waitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops the server and waits for it, for at most 30 seconds. The
-// shared datastore stays open.
+// Close closes the client, then stops the server, if it runs here, and
+// waits for it, for at most 30 seconds. The shared datastore stays open.
 func (r *RawSpiceDB) Close() error {
 	var errs []error
 	if r.Client != nil {
 		errs = append(errs, r.Client.Close())
+	}
+	if r.cancel == nil {
+		return errors.Join(errs...)
 	}
 	r.cancel()
 	select {

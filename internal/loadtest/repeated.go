@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -103,14 +102,11 @@ func (r *run) waitForQuiet(ctx context.Context) (string, error) {
 // transactions only, not the writes to Gatehouse's own tables.
 func (r *run) writeState(ctx context.Context) (string, error) {
 	if r.databaseURL == "" {
-		rev, err := r.gh.srv.Engine().Datastore().HeadRevision(ctx)
+		rev, err := r.servers.command(commandHead)
 		if err != nil {
 			return "", fmt.Errorf("read head revision: %w", err)
 		}
-		if rev.Revision == nil {
-			return "", errors.New("read head revision: the datastore has no revision")
-		}
-		return rev.Revision.String(), nil
+		return rev, nil
 	}
 
 	// NOTE: SpiceDB v1.56.2's PostgreSQL datastore adds one row to

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -20,10 +21,16 @@ type Machine struct {
 	GOMAXPROCS int
 	GoVersion  string
 	OS, Arch   string
+
+	// GOGC and GOMEMLIMIT are the garbage collector's settings from the
+	// environment, which the server process inherits: "100" and "off"
+	// when unset.
+	GOGC, GOMEMLIMIT string
 }
 
 func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPUModel: "unknown"}
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPUModel: "unknown",
+		GOGC: cmp.Or(os.Getenv("GOGC"), "100"), GOMEMLIMIT: cmp.Or(os.Getenv("GOMEMLIMIT"), "off")}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		defer f.Close()
 		scanner := bufio.NewScanner(f)
@@ -84,14 +91,17 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(b, "Run on %s with `gatehouse-bench`: %d workers per closed-loop scenario (%d for lookups, %d for bulk checks), %s warm-up and %s measured per scenario, seed %d, %d distinct check queries.\n\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), cfg.Workers, cfg.LookupWorkers, cfg.BulkWorkers, cfg.Warmup, cfg.Duration, cfg.Seed, cfg.Queries)
-	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the same process, on the same datastore object as Gatehouse, " +
+	b.WriteString("- Both systems run in one server process, a child of the benchmark (the same binary, started again), which has the " +
+		"servers only: the dataset, the oracle and the load generator stay in the parent, as callers would in a deployment. " +
+		"Both processes inherit the benchmark's environment, `GOGC` and `GOMEMLIMIT` included.\n")
+	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the server process, on the same datastore object as Gatehouse, " +
 		"with a dispatch cache of the same size (64 MiB), called through authzed-go over gRPC on loopback TCP, fully consistent.\n")
 	b.WriteString("- **Gatehouse** is called over HTTP on loopback by a service holding the `app` role on every org, with a Gatehouse token " +
 		"from token exchange, so every request verifies the token and its auth version; every check is fully consistent. " +
 		"A Gatehouse check also checks that the caller may ask (`inspect`), so it costs SpiceDB two checks.\n")
-	b.WriteString("- **Peak RSS** is the high-water mark of the whole benchmark process (both servers, the load generator and the oracle) " +
-		"during the scenario, reset before each one after a forced garbage collection. It includes memory that earlier runs in the same process " +
-		"still hold, so compare it within one run. The PostgreSQL server's own memory is not included.\n")
+	b.WriteString("- **Peak RSS** is the high-water mark of the server process (both servers and their caches, without the load generator) " +
+		"during the scenario, reset before each one after a forced garbage collection. It includes what earlier scenarios left in the caches, " +
+		"so compare it within one run. The PostgreSQL server's own memory is not included.\n")
 	b.WriteString("- **Wrong answers** are answers that differ from the oracle (a Go model of the schema), or from an access change " +
 		"made just before; errors are counted apart.\n")
 	b.WriteString("- Latencies are per request; for \"all pages\" per pass through every page. \"First request\" is the latency of a " +
@@ -250,8 +260,8 @@ func writeSummary(b *strings.Builder, r *Report) {
 	}
 
 	m := r.Machine
-	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
-		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GoVersion, m.OS, m.Arch)
+	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, GOGC %s, GOMEMLIMIT %s, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
+		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GOGC, m.GOMEMLIMIT, m.GoVersion, m.OS, m.Arch)
 	fmt.Fprintf(b, "Wrong answers in total: **%d**.\n", r.WrongAnswers())
 }
 

@@ -3,7 +3,6 @@ package loadtest
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +27,23 @@ type closedLoopConfig struct {
 	// OnMeasure, when set, runs when the timed part starts, and its
 	// returned function when it ends (for a CPU profile).
 	OnMeasure func() func()
+
+	// Memory measures the peak RSS of the servers. Default: nil, no
+	// measurement.
+	Memory memoryProbe
+}
+
+// memoryProbe measures the peak resident memory of the process that runs
+// the servers.
+type memoryProbe interface {
+	// resetPeak collects the process's garbage, returns what memory it
+	// can to the kernel, and resets its high-water mark. It reports
+	// whether the reset worked.
+	resetPeak() bool
+
+	// peak returns the high-water mark since the last reset, in bytes;
+	// 0 when unknown.
+	peak() int64
 }
 
 // counters are the totals that workers share during one scenario.
@@ -54,13 +70,12 @@ func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wro
 // closedLoop runs op once alone, then from cfg.Workers workers, each
 // starting its next request as soon as the last one returns: first for
 // cfg.Warmup, whose requests count towards wrong answers and errors only,
-// then for cfg.Duration. It measures the whole process's peak RSS over all
-// of it.
+// then for cfg.Duration. It measures the servers' peak RSS over all of it
+// when cfg.Memory is set.
 func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit string, cfg closedLoopConfig, op operation) Result {
 	// Return the memory that earlier scenarios left behind, so that the
 	// peak reflects this scenario.
-	debug.FreeOSMemory()
-	rssKnown := resetPeakRSS()
+	rssKnown := cfg.Memory != nil && cfg.Memory.resetPeak()
 
 	// The first request runs alone, so that its latency shows the cost
 	// of a request that no cache helps with.
@@ -119,7 +134,7 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 	}
 	r.P50, r.P95, r.P99 = percentiles(all)
 	if rssKnown {
-		r.PeakRSS = readPeakRSS()
+		r.PeakRSS = cfg.Memory.peak()
 	}
 	return r
 }
@@ -130,10 +145,10 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 // duration. Each latency counts from the moment its request was due, so a
 // request that waited for a free slot, or for a late dispatcher, is charged
 // the wait. Each request gets a worker index below maxOutstanding that no
-// other request in flight holds, as in closedLoop.
-func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, warmup, duration time.Duration, maxOutstanding int, op operation) Result {
-	debug.FreeOSMemory()
-	rssKnown := resetPeakRSS()
+// other request in flight holds, as in closedLoop. memory, when not nil,
+// measures the servers' peak RSS.
+func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, warmup, duration time.Duration, maxOutstanding int, memory memoryProbe, op operation) Result {
+	rssKnown := memory != nil && memory.resetPeak()
 	var warm, timed counters
 	var mu sync.Mutex
 	var all []time.Duration
@@ -182,7 +197,7 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 	}
 	r.P50, r.P95, r.P99 = percentiles(all)
 	if rssKnown {
-		r.PeakRSS = readPeakRSS()
+		r.PeakRSS = memory.peak()
 	}
 	return r
 }

@@ -29,8 +29,8 @@ type Result struct {
 	WrongAnswers int64
 	Errors       int64
 
-	// PeakRSS is the high-water mark of the whole benchmark process's
-	// resident memory during the scenario, in bytes; 0 when unknown.
+	// PeakRSS is the high-water mark of the server process's resident
+	// memory during the scenario, in bytes; 0 when unknown.
 	PeakRSS int64
 
 	// Note is a short remark shown below the table, such as why a
@@ -67,17 +67,17 @@ func percentiles(all []time.Duration) (p50, p95, p99 time.Duration) {
 	return rank(0.50), rank(0.95), rank(0.99)
 }
 
-// resetPeakRSS resets the process's resident memory high-water mark
-// (VmHWM), so that the next readPeakRSS covers only what follows. It
+// resetPeakRSS resets the resident memory high-water mark (VmHWM) of
+// process pid, so that the next readPeakRSS covers only what follows. It
 // reports whether the kernel allowed it.
-func resetPeakRSS() bool {
-	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 }
 
-// readPeakRSS returns the process's VmHWM from /proc/self/status in bytes,
-// or 0 where it cannot be read.
-func readPeakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
+// readPeakRSS returns the VmHWM of process pid from /proc/PID/status in
+// bytes, or 0 where it cannot be read.
+func readPeakRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

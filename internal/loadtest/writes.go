@@ -231,7 +231,7 @@ type exchangeState struct {
 	next     atomic.Uint64
 }
 
-func (r *run) newExchangeState(n int) (*exchangeState, error) {
+func (r *run) newExchangeState(ctx context.Context, n int) (*exchangeState, error) {
 	s := &exchangeState{}
 	var users []string
 	for _, org := range r.ds.Objects[typeOrg] {
@@ -242,7 +242,7 @@ func (r *run) newExchangeState(n int) (*exchangeState, error) {
 	}
 	for _, u := range users[:min(n, len(users))] {
 		_, name, _ := strings.Cut(u, "|")
-		token, err := r.gh.srv.DevIssuer().Mint(name, false)
+		token, err := r.gh.mint(ctx, name, false)
 		if err != nil {
 			return nil, err
 		}
