@@ -186,7 +186,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if size == 0 {
 			size = DefaultResultCacheBytes
 		}
-		states, perOrg, err := e.stateReader(ctx, cfg.PostgresURL)
+		states, perOrg, err := e.stateReader(ctx, cfg.PostgresURL, registry)
 		if err != nil {
 			e.Close()
 			return nil, err
@@ -247,7 +247,7 @@ func (e *Engine) Close() error {
 // stateReader returns the reader of the datastore state for the result
 // cache, opening a pool for it when url is set, and whether its states
 // tell orgs apart.
-func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, bool, error) {
+func (e *Engine) stateReader(ctx context.Context, url string, registry prometheus.Registerer) (stateReader, bool, error) {
 	if url == "" {
 		if e.counts != nil {
 			return counted{ds: e.ds, counts: e.counts}, true, nil
@@ -270,7 +270,11 @@ func (e *Engine) stateReader(ctx context.Context, url string) (stateReader, bool
 	if err != nil {
 		return nil, false, err
 	}
-	return &coalesced{reader: states}, true, nil
+	durations, err := stateReadHistogram(registry)
+	if err != nil {
+		return nil, false, err
+	}
+	return &coalesced{reader: states, durations: durations}, true, nil
 }
 
 func (e *Engine) closeDatastore() error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // snapshot is one read of the datastore's state. Two snapshots have the
@@ -252,6 +253,11 @@ func (s pgSnapshot) org(id string) string {
 type coalesced struct {
 	reader stateReader
 
+	// durations, when not nil, observes how long each read took. Every
+	// check and lookup with a result cache waits for one read that starts
+	// after it arrived, so a slow read delays them all.
+	durations prometheus.Observer
+
 	mu      sync.Mutex
 	next    *stateCall // the read that starts after the running one
 	running bool
@@ -292,7 +298,11 @@ func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 func (c *coalesced) run(call *stateCall) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		began := time.Now()
 		call.state, call.err = c.reader.read(ctx)
+		if c.durations != nil {
+			c.durations.Observe(time.Since(began).Seconds())
+		}
 		cancel()
 		close(call.done)
 
@@ -306,4 +316,22 @@ func (c *coalesced) run(call *stateCall) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// stateReadHistogram returns the histogram of state read durations,
+// registered with registry once.
+func stateReadHistogram(registry prometheus.Registerer) (prometheus.Histogram, error) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gatehouse_state_read_duration_seconds",
+		Help:    "Duration of the reads of the datastore state that every cached check and lookup waits for.",
+		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1},
+	})
+	if err := registry.Register(h); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return nil, fmt.Errorf("register metric gatehouse_state_read_duration_seconds: %w", err)
+		}
+		return already.ExistingCollector.(prometheus.Histogram), nil
+	}
+	return h, nil
 }

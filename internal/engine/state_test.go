@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // countingReader returns the number of reads started so far, after a
@@ -58,5 +60,39 @@ func TestCoalescedCallerCancel(t *testing.T) {
 	}
 	if _, err := c.read(context.Background()); err != nil {
 		t.Errorf("read after a cancelled caller: %v", err)
+	}
+}
+
+func TestCoalescedObservesEachRead(t *testing.T) {
+	reader := &countingReader{}
+	registry := prometheus.NewRegistry()
+	durations, err := stateReadHistogram(registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &coalesced{reader: reader, durations: durations}
+	for range 3 {
+		if _, err := c.read(context.Background()); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+	}
+
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(families) != 1 {
+		t.Fatalf("got %d metric families, want 1", len(families))
+	}
+	h := families[0].GetMetric()[0].GetHistogram()
+	if got, want := h.GetSampleCount(), uint64(reader.started.Load()); got != want {
+		t.Errorf("observed %d reads, want %d", got, want)
+	}
+	// Each read sleeps 2ms, so the sum cannot be smaller.
+	if min := 3 * 0.002; h.GetSampleSum() < min {
+		t.Errorf("observed %.4fs in all, want at least %.4fs", h.GetSampleSum(), min)
+	}
+	if _, err := stateReadHistogram(registry); err != nil {
+		t.Errorf("second registration: %v", err)
 	}
 }

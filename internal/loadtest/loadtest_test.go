@@ -350,3 +350,33 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+func TestWindowStatsFindsBursts(t *testing.T) {
+	ms := time.Millisecond
+	var requests []timedLatency
+	add := func(window int, latencies ...time.Duration) {
+		for i, l := range latencies {
+			requests = append(requests, timedLatency{due: time.Duration(window)*windowLength + time.Duration(i)*ms, latency: l})
+		}
+	}
+	add(0, 1*ms, 1*ms, 1*ms, 1*ms)    // fast
+	add(1, 20*ms, 1*ms, 20*ms, 20*ms) // a burst: most requests slow
+	add(2, 1*ms, 30*ms, 1*ms, 1*ms)   // one slow request alone
+
+	w := windowStats(requests, 10*ms)
+	if w.Windows != 3 {
+		t.Errorf("Windows = %d, want 3", w.Windows)
+	}
+	if w.SlowWindows != 1 {
+		t.Errorf("SlowWindows = %d, want 1", w.SlowWindows)
+	}
+	if w.WorstMedian != 20*ms {
+		t.Errorf("WorstMedian = %s, want 20ms", w.WorstMedian)
+	}
+	if w.SlowRequests != 4 {
+		t.Errorf("SlowRequests = %d, want 4", w.SlowRequests)
+	}
+	if w.SlowRequestsInBursts != 3 {
+		t.Errorf("SlowRequestsInBursts = %d, want 3", w.SlowRequestsInBursts)
+	}
+}

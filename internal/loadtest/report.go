@@ -162,12 +162,12 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 		fmt.Fprintf(b, "- Gatehouse check / SpiceDB check throughput on skewed questions with writes: **%.2f**\n", ratio)
 	}
 	if run.OpenLoop != nil {
-		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests.\n",
-			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests)
+		fmt.Fprintf(b, "- Open loop: Gatehouse checks offered at %.0f/s (%.0f%% of the closed-loop peak): p99 **%s**, %d requests. %s\n",
+			run.OpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.OpenLoop.P99), run.OpenLoop.Requests, formatWindows(run.OpenLoop.Windows))
 	}
 	if run.SkewedOpenLoop != nil {
-		fmt.Fprintf(b, "- Open loop on skewed questions: Gatehouse checks offered at %.0f/s (%.0f%% of the skewed closed-loop peak): p99 **%s**, %d requests.\n",
-			run.SkewedOpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.SkewedOpenLoop.P99), run.SkewedOpenLoop.Requests)
+		fmt.Fprintf(b, "- Open loop on skewed questions: Gatehouse checks offered at %.0f/s (%.0f%% of the skewed closed-loop peak): p99 **%s**, %d requests. %s\n",
+			run.SkewedOpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.SkewedOpenLoop.P99), run.SkewedOpenLoop.Requests, formatWindows(run.SkewedOpenLoop.Windows))
 	}
 	if run.WritesDuringRepeated {
 		fmt.Fprintf(b, "- A relationship write committed while %q ran, so the caches of both systems may have been emptied during it.\n", scenarioRepeated)
@@ -263,6 +263,21 @@ func writeSummary(b *strings.Builder, r *Report) {
 	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, GOGC %s, GOMEMLIMIT %s, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
 		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GOGC, m.GOMEMLIMIT, m.GoVersion, m.OS, m.Arch)
 	fmt.Fprintf(b, "Wrong answers in total: **%d**.\n", r.WrongAnswers())
+}
+
+// formatWindows describes how an open-loop run's slow requests were
+// spread over time.
+func formatWindows(w WindowStats) string {
+	if w.Windows == 0 {
+		return ""
+	}
+	share := 0.0
+	if w.SlowRequests > 0 {
+		share = 100 * float64(w.SlowRequestsInBursts) / float64(w.SlowRequests)
+	}
+	return fmt.Sprintf("Over time: %d of %d windows of %s had a median over %s (worst median %s), and they held %.0f%% of the %d requests over %s.",
+		w.SlowWindows, w.Windows, formatDuration(windowLength), formatDuration(w.Bound), formatDuration(w.WorstMedian),
+		share, w.SlowRequests, formatDuration(w.Bound))
 }
 
 // openLoopTarget is the p99 latency that Gatehouse's single checks should

@@ -151,7 +151,7 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 	rssKnown := memory != nil && memory.resetPeak()
 	var warm, timed counters
 	var mu sync.Mutex
-	var all []time.Duration
+	var all []timedLatency
 	// Free worker indexes. Taking one takes a slot.
 	slots := make(chan int, maxOutstanding)
 	for w := range maxOutstanding {
@@ -181,7 +181,7 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 			}
 			timed.record(logger, scenario, system, ops, wrong, err)
 			mu.Lock()
-			all = append(all, latency)
+			all = append(all, timedLatency{due: due.Sub(measured), latency: latency})
 			mu.Unlock()
 		})
 	}
@@ -195,7 +195,12 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 		WrongAnswers: warm.wrong.Load() + timed.wrong.Load(),
 		Errors:       warm.errors.Load() + timed.errors.Load(),
 	}
-	r.P50, r.P95, r.P99 = percentiles(all)
+	latencies := make([]time.Duration, len(all))
+	for i, t := range all {
+		latencies[i] = t.latency
+	}
+	r.P50, r.P95, r.P99 = percentiles(latencies)
+	r.Windows = windowStats(all, openLoopTarget)
 	if rssKnown {
 		r.PeakRSS = memory.peak()
 	}

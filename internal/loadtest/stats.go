@@ -33,6 +33,10 @@ type Result struct {
 	// memory during the scenario, in bytes; 0 when unknown.
 	PeakRSS int64
 
+	// Windows summarizes an open-loop run's latency over time. Zero for
+	// closed loops.
+	Windows WindowStats
+
 	// Note is a short remark shown below the table, such as why a
 	// scenario ran short.
 	Note string
@@ -130,4 +134,57 @@ func formatRate(r float64) string {
 	default:
 		return fmt.Sprintf("%.3f", r)
 	}
+}
+
+// windowLength is the span of the windows that WindowStats divides an
+// open-loop run into, by the time each request was due.
+const windowLength = 250 * time.Millisecond
+
+// WindowStats tells whether an open-loop run's slow requests were spread
+// out or came in bursts: the windows whose median latency exceeded a bound
+// (windows where most requests were slow), and how many of all the
+// requests over the bound fell into them.
+type WindowStats struct {
+	Bound time.Duration
+
+	Windows     int // windows with at least one request
+	SlowWindows int // windows whose median latency exceeded Bound
+	WorstMedian time.Duration
+
+	SlowRequests         int // requests over Bound
+	SlowRequestsInBursts int // of those, the ones in slow windows
+}
+
+// timedLatency is the latency of one request and when it was due, from
+// the start of the measured part of the run.
+type timedLatency struct {
+	due, latency time.Duration
+}
+
+// windowStats divides the requests into windows of windowLength by due
+// time and summarizes them against bound.
+func windowStats(requests []timedLatency, bound time.Duration) WindowStats {
+	byWindow := map[int64][]time.Duration{}
+	for _, r := range requests {
+		i := int64(r.due / windowLength)
+		byWindow[i] = append(byWindow[i], r.latency)
+	}
+	w := WindowStats{Bound: bound, Windows: len(byWindow)}
+	for _, latencies := range byWindow {
+		slices.Sort(latencies)
+		median := latencies[len(latencies)/2]
+		w.WorstMedian = max(w.WorstMedian, median)
+		slow := 0
+		for _, l := range latencies {
+			if l > bound {
+				slow++
+			}
+		}
+		w.SlowRequests += slow
+		if median > bound {
+			w.SlowWindows++
+			w.SlowRequestsInBursts += slow
+		}
+	}
+	return w
 }
