@@ -140,10 +140,10 @@ func formatRate(r float64) string {
 // open-loop run into, by the time each request was due.
 const windowLength = 250 * time.Millisecond
 
-// WindowStats tells whether an open-loop run's slow requests were spread
-// out or came in bursts: the windows whose median latency exceeded a bound
-// (windows where most requests were slow), and how many of all the
-// requests over the bound fell into them.
+// WindowStats is a summary of whether an open-loop run's slow requests
+// were spread out or came in bursts. It counts the windows whose median
+// latency exceeded a bound, and how many of all the requests over the
+// bound fell into them.
 type WindowStats struct {
 	Bound time.Duration
 
