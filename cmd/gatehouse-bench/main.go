@@ -52,7 +52,7 @@ func run() int {
 	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
 	label := flag.String("label", "", "what was measured, such as a commit, shown at the top of the report")
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
-	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the check scenario of each system, one per size and datastore")
+	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the server process during the check scenario of each system, one per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
 	flag.Parse()
 	if flag.NArg() > 0 {

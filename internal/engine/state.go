@@ -253,7 +253,8 @@ func (s pgSnapshot) org(id string) string {
 type coalesced struct {
 	reader stateReader
 
-	// durations, when not nil, observes how long each read took. Every
+	// durations, when not nil, observes how long each successful read
+	// took. Every
 	// check and lookup with a result cache waits for one read that starts
 	// after it arrived, so a slow read delays them all.
 	durations prometheus.Observer
@@ -300,7 +301,7 @@ func (c *coalesced) run(call *stateCall) {
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 		began := time.Now()
 		call.state, call.err = c.reader.read(ctx)
-		if c.durations != nil {
+		if c.durations != nil && call.err == nil {
 			c.durations.Observe(time.Since(began).Seconds())
 		}
 		cancel()
@@ -323,7 +324,7 @@ func (c *coalesced) run(call *stateCall) {
 func stateReadHistogram(registry prometheus.Registerer) (prometheus.Histogram, error) {
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gatehouse_state_read_duration_seconds",
-		Help:    "Duration of the reads of the datastore state that every cached check and lookup waits for.",
+		Help:    "Duration of the successful reads of the datastore state that every cached check and lookup waits for (PostgreSQL only).",
 		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1},
 	})
 	if err := registry.Register(h); err != nil {

@@ -161,6 +161,7 @@ type RunReport struct {
 	Churn          ChurnStats
 	TokenRejected  int64
 	DatastoreAlive bool
+	AliveChecked   bool // whether DatastoreAlive was measured
 	Notes          []string
 
 	// SkewedOpenLoop is the open-loop run on skewed questions, offered at
@@ -361,17 +362,25 @@ func (r *run) execute(ctx context.Context) (err error) {
 		return err
 	}
 
-	r.runChecks(ctx)
-	r.runSkewedChecks(ctx)
-	if err := r.runRepeatedChecks(ctx); err != nil {
-		return err
+	// A benchmark interrupted by its caller stops between scenario groups,
+	// so that what ran stays in the report and nothing after it pretends
+	// to have run.
+	steps := []func(context.Context) error{
+		func(ctx context.Context) error { r.runChecks(ctx); return nil },
+		func(ctx context.Context) error { r.runSkewedChecks(ctx); return nil },
+		r.runRepeatedChecks,
+		func(ctx context.Context) error { r.runLookups(ctx); return nil },
+		r.runWrites,
+		r.runExchange,
 	}
-	r.runLookups(ctx)
-	if err := r.runWrites(ctx); err != nil {
-		return err
-	}
-	if err := r.runExchange(ctx); err != nil {
-		return err
+	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			r.report.Notes = append(r.report.Notes, "The run was interrupted; the scenarios after the last row did not run.")
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		if err := step(ctx); err != nil {
+			return err
+		}
 	}
 	r.report.TokenRejected = r.app.rejected.Load() + r.admin.rejected.Load()
 
@@ -384,7 +393,7 @@ func (r *run) execute(ctx context.Context) (err error) {
 	if _, err := r.servers.command(commandStopSpiceDB); err != nil {
 		return err
 	}
-	r.report.DatastoreAlive = r.gatehouseResponds(ctx)
+	r.report.DatastoreAlive, r.report.AliveChecked = r.gatehouseResponds(ctx), true
 	if !r.report.DatastoreAlive {
 		return errors.New("gatehouse checks failed after the raw SpiceDB server stopped, so stopping it closed the shared datastore")
 	}

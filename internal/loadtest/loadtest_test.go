@@ -1,10 +1,14 @@
 package loadtest
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -293,7 +297,7 @@ func TestRunTinyDataset(t *testing.T) {
 		"Gatehouse check / SpiceDB check throughput on skewed questions with writes: **",
 		"Open loop on skewed questions: Gatehouse checks offered at ",
 		"| check, skewed | open-loop p99, cold | open-loop p99, skewed |",
-		"### Load times", "GOMAXPROCS", "GOGC 100, GOMEMLIMIT off",
+		"### Load times", "GOMAXPROCS", "GOGC " + report.Machine.GOGC + ", GOMEMLIMIT " + report.Machine.GOMEMLIMIT, "Over time: ",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
@@ -378,5 +382,82 @@ func TestWindowStatsFindsBursts(t *testing.T) {
 	}
 	if w.SlowRequestsInBursts != 3 {
 		t.Errorf("SlowRequestsInBursts = %d, want 3", w.SlowRequestsInBursts)
+	}
+}
+
+func TestServeRunsCommands(t *testing.T) {
+	t.Setenv(serveEnv, "memory")
+	inReader, inWriter := io.Pipe()
+	outReader, outWriter := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(inReader, outWriter, slog.New(slog.DiscardHandler))
+		outWriter.Close()
+	}()
+	out := bufio.NewReader(outReader)
+
+	line, err := out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read hello: %v", err)
+	}
+	var hello serveHello
+	if err := json.Unmarshal([]byte(line), &hello); err != nil {
+		t.Fatalf("hello %q: %v", line, err)
+	}
+	if !strings.HasPrefix(hello.Gatehouse, "http://127.0.0.1:") || !strings.HasPrefix(hello.SpiceDB, "127.0.0.1:") || hello.Key == "" {
+		t.Errorf("hello = %+v, want loopback addresses and a key", hello)
+	}
+
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	for _, tc := range []struct{ command, wantPrefix string }{
+		{commandHead, "ok "},
+		{commandFreeMemory, "ok"},
+		{commandProfileStop, "error no profile is running"},
+		{commandProfileStart + " " + profile, "ok"},
+		{commandProfileStart + " " + profile, "error a profile is running"},
+		{commandProfileStop, "ok"},
+		{"bogus", `error unknown command "bogus"`},
+		{commandStopSpiceDB, "ok"},
+		{commandStopSpiceDB, "ok"},
+	} {
+		if _, err := io.WriteString(inWriter, tc.command+"\n"); err != nil {
+			t.Fatalf("send %q: %v", tc.command, err)
+		}
+		reply, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reply to %q: %v", tc.command, err)
+		}
+		if !strings.HasPrefix(reply, tc.wantPrefix) {
+			t.Errorf("reply to %q = %q, want prefix %q", tc.command, reply, tc.wantPrefix)
+		}
+	}
+	if info, err := os.Stat(profile); err != nil || info.Size() == 0 {
+		t.Errorf("profile %s: %v, want a non-empty file", profile, err)
+	}
+
+	inWriter.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve after its input closed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("serve did not return within 1m of its input closing")
+	}
+}
+
+func TestServeRejectsUnknownDatastore(t *testing.T) {
+	t.Setenv(serveEnv, "bogus")
+	err := serve(strings.NewReader(""), io.Discard, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "use memory or postgres") {
+		t.Errorf("serve with %s=bogus: %v, want an error naming the datastores", serveEnv, err)
+	}
+}
+
+func TestFormatWindowsWithoutBursts(t *testing.T) {
+	got := formatWindows(WindowStats{Bound: 10 * time.Millisecond, Windows: 4, WorstMedian: 2 * time.Millisecond, SlowRequests: 3})
+	want := "Over time: none of the 4 windows of 250 ms had a median over 10 ms (worst median 2.00 ms); 3 requests took longer."
+	if got != want {
+		t.Errorf("formatWindows = %q, want %q", got, want)
 	}
 }

@@ -55,7 +55,9 @@ func analyzeDatabase(ctx context.Context, databaseURL string) (time.Duration, er
 func execAdmin(ctx context.Context, databaseURL, statement string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, databaseURL)
+	connectCtx, cancelConnect := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.Connect(connectCtx, databaseURL)
+	cancelConnect()
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}

@@ -183,8 +183,12 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 		"each verified in both systems (a grant only after its end, because Gatehouse may end it up to %s early). "+
 		"Answers that matched: %d; wrong: Gatehouse %d, SpiceDB %d; errors %d.\n",
 		c.RoleChanges, c.GrantsEnded, maxGrantLead, c.Verifications, c.WrongGatehouse, c.WrongSpiceDB, c.Errors)
-	fmt.Fprintf(b, "- Gatehouse tokens rejected with 401 and exchanged again: %d. Gatehouse still answered after the SpiceDB server on its datastore stopped: %t.\n",
-		run.TokenRejected, run.DatastoreAlive)
+	alive := "not checked, because the run ended early"
+	if run.AliveChecked {
+		alive = strconv.FormatBool(run.DatastoreAlive)
+	}
+	fmt.Fprintf(b, "- Gatehouse tokens rejected with 401 and exchanged again: %d. Gatehouse still answered after the SpiceDB server on its datastore stopped: %s.\n",
+		run.TokenRejected, alive)
 	if run.Datastore == server.DatastoreMemory {
 		b.WriteString("- SpiceDB v1.56.2's memory datastore looks relationships up by resource type and relation only and filters " +
 			"the rest one by one (`iteratorForFilter` in `internal/datastore/memdb/readonly.go`), so each query scans every " +
@@ -271,13 +275,14 @@ func formatWindows(w WindowStats) string {
 	if w.Windows == 0 {
 		return ""
 	}
-	share := 0.0
-	if w.SlowRequests > 0 {
-		share = 100 * float64(w.SlowRequestsInBursts) / float64(w.SlowRequests)
+	window, bound := fmt.Sprintf("%d ms", windowLength.Milliseconds()), fmt.Sprintf("%d ms", w.Bound.Milliseconds())
+	if w.SlowWindows == 0 {
+		return fmt.Sprintf("Over time: none of the %d windows of %s had a median over %s (worst median %s); %d requests took longer.",
+			w.Windows, window, bound, formatDuration(w.WorstMedian), w.SlowRequests)
 	}
+	share := 100 * float64(w.SlowRequestsInBursts) / float64(w.SlowRequests)
 	return fmt.Sprintf("Over time: %d of %d windows of %s had a median over %s (worst median %s), and they held %.0f%% of the %d requests over %s.",
-		w.SlowWindows, w.Windows, formatDuration(windowLength), formatDuration(w.Bound), formatDuration(w.WorstMedian),
-		share, w.SlowRequests, formatDuration(w.Bound))
+		w.SlowWindows, w.Windows, window, bound, formatDuration(w.WorstMedian), share, w.SlowRequests, bound)
 }
 
 // openLoopTarget is the p99 latency that Gatehouse's single checks should

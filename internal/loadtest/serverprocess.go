@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/server"
@@ -67,6 +69,12 @@ func IsServerProcess() bool { return os.Getenv(serveEnv) != "" }
 // until its standard input closes, and runs the parent's commands
 // meanwhile. It returns the process's exit status.
 func ServeProcess() int {
+	// The parent stops the servers by closing standard input. An interrupt
+	// from the terminal, or a SIGTERM to the process group, reaches both
+	// processes, so the child ignores them and lets the parent stop the
+	// servers in order.
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "bench-server")
 	if err := serve(os.Stdin, os.Stdout, logger); err != nil {
 		logger.Error("benchmark server failed", "error", err)
@@ -75,12 +83,10 @@ func ServeProcess() int {
 	return 0
 }
 
+// serve starts the servers on the datastore that the environment names,
+// writes the hello line to out, and runs the commands read from in until
+// in ends.
 func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
-	// The parent stops the servers by closing standard input. An interrupt
-	// from the terminal reaches both processes, so the child ignores it and
-	// lets the parent stop the servers in order.
-	signal.Ignore(os.Interrupt)
-
 	datastore := os.Getenv(serveEnv)
 	databaseURL := os.Getenv(serveDatabaseEnv)
 	switch {
@@ -247,11 +253,11 @@ func startServerProcess(ctx context.Context, datastore, databaseURL string, logs
 		p.kill()
 		return nil, errors.New("the server process timed out: not listening after 2m")
 	}
-	if err := json.Unmarshal([]byte(text), &p.hello); err != nil || p.hello.Gatehouse == "" {
-		p.kill()
-		return nil, errors.New("the server process failed to start; see its errors above")
-	}
 	go func() { p.done <- cmd.Wait() }()
+	if err := json.Unmarshal([]byte(text), &p.hello); err != nil || p.hello.Gatehouse == "" {
+		status := p.Close()
+		return nil, fmt.Errorf("the server process failed to start (%v); see its errors above", cmp.Or[error](status, errors.New("exit status 0")))
+	}
 	return p, nil
 }
 
