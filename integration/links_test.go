@@ -336,6 +336,38 @@ func TestLinkAnonymousCheck(t *testing.T) {
 			wantProblem(t, f.billing.do(t, http.MethodPost, "/v1/check", tc.body), http.StatusBadRequest)
 		})
 	}
+
+	t.Run("bulk item with a link token", func(t *testing.T) {
+		r := f.billing.do(t, http.MethodPost, "/v1/check/bulk", map[string]any{"checks": []map[string]any{
+			{"link_token": l.Token, "permission": "view", "resource": "document:d1"},
+			{"subject": f.bob.ref, "permission": "view", "resource": "document:d1"},
+		}})
+		if r.status != http.StatusOK {
+			t.Fatalf("got %s, want 200 with a per-item error", r)
+		}
+		var body struct {
+			Results []struct {
+				Allowed bool `json:"allowed"`
+				Error   *struct {
+					Status int    `json:"status"`
+					Detail string `json:"detail"`
+				} `json:"error"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil {
+			t.Fatalf("decode %s: %v", r, err)
+		}
+		if len(body.Results) != 2 {
+			t.Fatalf("got %d results, want 2: %s", len(body.Results), r)
+		}
+		first := body.Results[0]
+		if first.Allowed || first.Error == nil || first.Error.Status != http.StatusBadRequest || !strings.Contains(first.Error.Detail, "POST /v1/check") {
+			t.Errorf("link token item = %+v, want a 400 error that points to POST /v1/check", first)
+		}
+		if body.Results[1].Error != nil {
+			t.Errorf("the other item failed too: %+v", body.Results[1].Error)
+		}
+	})
 }
 
 // linkPost sends a JSON POST from a goroutine, where t.Fatal is not

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -127,9 +128,19 @@ func (a *api) countDecision(allowed bool) {
 }
 
 type bulkRequest struct {
-	Checks []checkItem `json:"checks"`
+	Checks []bulkItem `json:"checks"`
 	consistencyFields
 }
+
+// bulkItem is one check of a bulk request. LinkToken is decoded only to
+// reject it with a hint, since a bulk request checks as its caller.
+type bulkItem struct {
+	checkItem
+	LinkToken *string `json:"link_token"`
+}
+
+// errBulkLinkToken is the error of a bulk item that sets link_token.
+var errBulkLinkToken = errors.New("link_token is not accepted in a bulk check; check a share link with POST /v1/check")
 
 // bulkResult is one result of a bulk check: Allowed, or Error when that
 // check could not be evaluated (and so is a deny).
@@ -164,7 +175,10 @@ func (a *api) checkBulk(w http.ResponseWriter, r *http.Request, p *authn.Princip
 	var reqs []authz.CheckRequest
 	var index []int
 	for i, item := range body.Checks {
-		req, err := parseCheck(item, p.Ref)
+		req, err := parseCheck(item.checkItem, p.Ref)
+		if item.LinkToken != nil {
+			err = errBulkLinkToken
+		}
 		if err != nil {
 			results[i].Error = &problem.Details{Status: http.StatusBadRequest, Title: http.StatusText(http.StatusBadRequest), Detail: err.Error()}
 			continue

@@ -75,8 +75,13 @@ func ServeProcess() int {
 	// servers in order.
 	signal.Ignore(os.Interrupt, syscall.SIGTERM)
 
+	// Standard output carries the replies, so anything else that a library
+	// prints there goes to standard error instead.
+	replies := os.Stdout
+	os.Stdout = os.Stderr
+
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "bench-server")
-	if err := serve(os.Stdin, os.Stdout, logger); err != nil {
+	if err := serve(os.Stdin, replies, logger); err != nil {
 		logger.Error("benchmark server failed", "error", err)
 		return 1
 	}
