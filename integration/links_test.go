@@ -361,8 +361,17 @@ func TestLinkAnonymousCheck(t *testing.T) {
 			t.Fatalf("got %d results, want 2: %s", len(body.Results), r)
 		}
 		first := body.Results[0]
-		if first.Allowed || first.Error == nil || first.Error.Status != http.StatusBadRequest || !strings.Contains(first.Error.Detail, "POST /v1/check") {
-			t.Errorf("link token item = %+v, want a 400 error that points to POST /v1/check", first)
+		if first.Allowed {
+			t.Error("the link token item was allowed, want a deny")
+		}
+		if first.Error == nil {
+			t.Fatalf("the link token item has no error: %s", r)
+		}
+		if first.Error.Status != http.StatusBadRequest {
+			t.Errorf("link token item status = %d, want 400", first.Error.Status)
+		}
+		if !strings.Contains(first.Error.Detail, "POST /v1/check") {
+			t.Errorf("link token item detail = %q, want a pointer to POST /v1/check", first.Error.Detail)
 		}
 		if body.Results[1].Error != nil {
 			t.Errorf("the other item failed too: %+v", body.Results[1].Error)

@@ -89,8 +89,8 @@ func TestCoalescedObservesEachRead(t *testing.T) {
 		t.Errorf("observed %d reads, want %d", got, want)
 	}
 	// Each read sleeps 2ms, so the sum cannot be smaller.
-	if min := 3 * 0.002; h.GetSampleSum() < min {
-		t.Errorf("observed %.4fs in all, want at least %.4fs", h.GetSampleSum(), min)
+	if least := 3 * 0.002; h.GetSampleSum() < least {
+		t.Errorf("observed %.4fs in all, want at least %.4fs", h.GetSampleSum(), least)
 	}
 	if _, err := stateReadHistogram(registry); err != nil {
 		t.Errorf("second registration: %v", err)

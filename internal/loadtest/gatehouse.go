@@ -100,8 +100,8 @@ func (g *gatehouse) mint(ctx context.Context, name string, service bool) (string
 }
 
 // postForToken posts body to path and returns the access_token of the
-// response. what names the request in errors.
-func (g *gatehouse) postForToken(ctx context.Context, path, contentType string, body []byte, what string) (string, error) {
+// response. action names the request in errors.
+func (g *gatehouse) postForToken(ctx context.Context, path, contentType string, body []byte, action string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url+path, bytes.NewReader(body))
 	if err != nil {
 		return "", err
@@ -111,10 +111,10 @@ func (g *gatehouse) postForToken(ctx context.Context, path, contentType string, 
 		AccessToken string `json:"access_token"`
 	}
 	if err := g.send(req, http.StatusOK, &out); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return "", fmt.Errorf("%s: %w", action, err)
 	}
 	if out.AccessToken == "" {
-		return "", fmt.Errorf("%s: response has no access_token", what)
+		return "", fmt.Errorf("%s: response has no access_token", action)
 	}
 	return out.AccessToken, nil
 }

@@ -91,8 +91,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(b, "Run on %s with `gatehouse-bench`: %d workers per closed-loop scenario (%d for lookups, %d for bulk checks), %s warm-up and %s measured per scenario, seed %d, %d distinct check queries.\n\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), cfg.Workers, cfg.LookupWorkers, cfg.BulkWorkers, cfg.Warmup, cfg.Duration, cfg.Seed, cfg.Queries)
-	b.WriteString("- Both systems run in one server process, a child of the benchmark (the same binary, started again), which has the " +
-		"servers only: the dataset, the oracle and the load generator stay in the parent, as callers would in a deployment. " +
+	b.WriteString("- Both systems run in one server process, a child of the benchmark (the same binary, started again). " +
+		"The dataset, the oracle and the load generator stay in the parent, as callers would in a deployment. " +
 		"Both processes inherit the benchmark's environment, `GOGC` and `GOMEMLIMIT` included.\n")
 	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the server process, on the same datastore object as Gatehouse, " +
 		"with a dispatch cache of the same size (64 MiB), called through authzed-go over gRPC on loopback TCP, fully consistent.\n")
