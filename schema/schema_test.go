@@ -158,3 +158,25 @@ func TestInspectFollowsTheTree(t *testing.T) {
 		}
 	}
 }
+
+// TestPrincipalsHaveNoRelations checks that users and services have no
+// relations and no permissions. Nothing then leads from a principal to
+// anything else, so a relationship that names one as its subject changes
+// that principal's answers alone, which the check result cache relies on
+// when it keeps the other subjects' results across such a write.
+func TestPrincipalsHaveNoRelations(t *testing.T) {
+	compiled := compileSchema(t)
+	found := 0
+	for _, def := range compiled.ObjectDefinitions {
+		if !(object.Ref{Type: def.GetName()}).IsPrincipal() {
+			continue
+		}
+		found++
+		for _, rel := range def.GetRelation() {
+			t.Errorf("principal type %s has relation or permission %q", def.GetName(), rel.GetName())
+		}
+	}
+	if found != 2 {
+		t.Errorf("schema defines %d principal types, want 2 (user and service)", found)
+	}
+}

@@ -56,23 +56,25 @@ func (e *Engine) checkCached(ctx context.Context, reqs []CheckRequest, oneSnapsh
 		return nil, fmt.Errorf("check: %w", err)
 	}
 	results := make([]BulkResult, len(reqs))
-	missed := make(map[string][]int) // request indexes, by state
+	keys := make([]resultKey, len(reqs))
+	missed := make(map[string][]int) // request indexes, by pinned state
 	var states []string              // the keys of missed, in order
 	for i, req := range reqs {
-		state := whole
+		state, pinned := whole, whole
 		if !oneSnapshot {
-			if state, err = e.stateOf(ctx, req.Resource); err != nil {
+			if state, pinned, err = e.stateOf(ctx, req); err != nil {
 				return nil, fmt.Errorf("check: %w", err)
 			}
 		}
-		if d, ok := e.results.get(keyOf(state, req)); ok {
+		keys[i] = keyOf(state, req)
+		if d, ok := e.results.get(keys[i]); ok {
 			results[i].Decision = d
 			continue
 		}
-		if missed[state] == nil {
-			states = append(states, state)
+		if missed[pinned] == nil {
+			states = append(states, pinned)
 		}
-		missed[state] = append(missed[state], i)
+		missed[pinned] = append(missed[pinned], i)
 	}
 	for _, state := range states {
 		index := missed[state]
@@ -98,7 +100,7 @@ func (e *Engine) checkCached(ctx context.Context, reqs []CheckRequest, oneSnapsh
 		for n, r := range evaluated {
 			results[index[n]] = r
 			if r.Err == nil {
-				e.results.put(keyOf(state, batch[n]), r.Decision)
+				e.results.put(keys[index[n]], r.Decision)
 			}
 		}
 	}

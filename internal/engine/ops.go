@@ -117,7 +117,7 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	if e.results == nil || req.Consistency.Token != "" {
 		return e.checkAPI(ctx, req, req.Consistency)
 	}
-	state, err := e.stateOf(ctx, req.Resource)
+	state, pinned, err := e.stateOf(ctx, req)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
@@ -125,7 +125,7 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	if d, ok := e.results.get(key); ok {
 		return d, nil
 	}
-	d, err := e.checkPinned(ctx, req, state)
+	d, err := e.checkPinned(ctx, req, pinned)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -195,12 +195,13 @@ func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision
 
 // Write applies updates atomically, after checking preconditions, and
 // returns the consistency token of the new snapshot. The write changes the
-// state of the org set by ForOrg on ctx, or else of every org.
+// state of the org set by ForOrg on ctx, or else of every org; within the
+// org, of one subject alone where the updates allow it (see ForOrg).
 func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, preconditions []*v1.Precondition) (string, error) {
 	resp, err := e.Permissions.WriteRelationships(ctx, &v1.WriteRelationshipsRequest{
 		Updates:                     updates,
 		OptionalPreconditions:       preconditions,
-		OptionalTransactionMetadata: writeMetadata(ctx, updatesMoveResources(updates)),
+		OptionalTransactionMetadata: writeMetadata(ctx, updatesMoveResources(updates), updatesSubject(ctx, updates)),
 	})
 	if err != nil {
 		return "", classify("write relationships", err)
@@ -215,7 +216,7 @@ func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilt
 	resp, err := e.Permissions.DeleteRelationships(ctx, &v1.DeleteRelationshipsRequest{
 		RelationshipFilter:          filter,
 		OptionalPreconditions:       preconditions,
-		OptionalTransactionMetadata: writeMetadata(ctx, filterMovesResources(filter)),
+		OptionalTransactionMetadata: writeMetadata(ctx, filterMovesResources(filter), ""),
 	})
 	if err != nil {
 		return "", classify("delete relationships", err)

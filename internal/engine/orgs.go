@@ -12,12 +12,20 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
 
-// metadataOrg is the key of SpiceDB's transaction metadata under which
-// Gatehouse records the org that a write changes.
-const metadataOrg = "gatehouse_org"
+// metadataOrg and metadataSubject are the keys of SpiceDB's transaction
+// metadata under which Gatehouse records the org that a write changes and,
+// when the write changes the answers of one subject alone, that subject.
+const (
+	metadataOrg     = "gatehouse_org"
+	metadataSubject = "gatehouse_subject"
+)
 
-// orgWriteKey is the context key of the org set by ForOrg.
-type orgWriteKey struct{}
+// orgWriteKey and subjectWriteKey are the context keys set by ForOrg and
+// ForSubject.
+type (
+	orgWriteKey     struct{}
+	subjectWriteKey struct{}
+)
 
 // ForOrg returns a context whose writes through the engine are recorded as
 // changing only the relationships of org (an org ID): those whose resource
@@ -36,18 +44,75 @@ type orgWriteKey struct{}
 // resource out of its org (see verifiedOrg). A link written with CREATE must be the
 // new resource's first, as Gatehouse's own create makes sure with a
 // precondition.
+//
+// Within its org, a write whose relationships all name one principal (a
+// user or a service, without a relation) as their subject is also recorded
+// under that principal. Principals have no relations in the schema, so no
+// relationship or arrow leads from one to anything else, and such a write
+// changes that principal's answers alone (TestPrincipalsHaveNoRelations in
+// package schema fails if the schema stops saying so). The results of the
+// org's other subjects then stay cached.
 func ForOrg(ctx context.Context, org string) context.Context {
 	return context.WithValue(ctx, orgWriteKey{}, org)
 }
 
+// ForSubject returns a context whose writes may also name grant holders
+// (grant:G#holder) and still be recorded under subject: the caller vouches
+// that each grant named holds subject alone, as every Gatehouse grant holds
+// its one subject. Every other relationship of the write must still name
+// subject itself. It has no effect without ForOrg, or when subject is not a
+// user or a service.
+func ForSubject(ctx context.Context, subject object.Ref) context.Context {
+	return context.WithValue(ctx, subjectWriteKey{}, subject)
+}
+
+// grantType and grantHolderRel name the userset of a grant's holders.
+const (
+	grantType      = "grant"
+	grantHolderRel = "holder"
+)
+
 // writeMetadata returns the transaction metadata of a write made with ctx.
-// movesResources reports whether the write may remove a parent link.
-func writeMetadata(ctx context.Context, movesResources bool) *structpb.Struct {
+// movesResources reports whether the write may remove a parent link, and
+// subject is the one subject whose answers alone the write changes, or ""
+// (see updatesSubject).
+func writeMetadata(ctx context.Context, movesResources bool, subject string) *structpb.Struct {
 	org, _ := ctx.Value(orgWriteKey{}).(string)
 	if org == "" || movesResources {
 		return nil
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataOrg: structpb.NewStringValue(org)}}
+	fields := map[string]*structpb.Value{metadataOrg: structpb.NewStringValue(org)}
+	if subject != "" {
+		fields[metadataSubject] = structpb.NewStringValue(subject)
+	}
+	return &structpb.Struct{Fields: fields}
+}
+
+// updatesSubject returns the subject, as "type:id", whose answers alone
+// updates can change, or "" if they may change other subjects' answers.
+// That is a user or a service named without a relation by every update,
+// or, with ForSubject, by every update that does not name a grant's
+// holders.
+func updatesSubject(ctx context.Context, updates []*v1.RelationshipUpdate) string {
+	vouched, _ := ctx.Value(subjectWriteKey{}).(object.Ref)
+	var subject object.Ref
+	for _, u := range updates {
+		s := u.GetRelationship().GetSubject()
+		ref := object.Ref{Type: s.GetObject().GetObjectType(), ID: s.GetObject().GetObjectId()}
+		if vouched.Type != "" && ref.Type == grantType && s.GetOptionalRelation() == grantHolderRel {
+			ref = vouched
+		} else if s.GetOptionalRelation() != "" {
+			return ""
+		}
+		if !ref.IsPrincipal() || ref.ID == "" || ref.ID == "*" || (subject.Type != "" && ref != subject) {
+			return ""
+		}
+		subject = ref
+	}
+	if subject.Type == "" {
+		return ""
+	}
+	return subject.String()
 }
 
 // parentTypes are the types that a parent link may name.
@@ -93,21 +158,40 @@ func orgOfMetadata(m *structpb.Struct) string {
 	return m.GetFields()[metadataOrg].GetStringValue()
 }
 
-// writeCounts counts the writes to an in-memory datastore, by org.
-type writeCounts struct {
-	mu     sync.Mutex
-	global uint64 // writes of no org
-	orgs   map[string]uint64
+// subjectOfMetadata returns the subject recorded in a transaction's
+// metadata, or "" for none.
+func subjectOfMetadata(m *structpb.Struct) string {
+	return m.GetFields()[metadataSubject].GetStringValue()
 }
 
-func newWriteCounts() *writeCounts { return &writeCounts{orgs: make(map[string]uint64)} }
+// orgSubject is one subject in one org.
+type orgSubject struct{ org, subject string }
 
-func (c *writeCounts) add(org string) {
+// writeCounts counts the writes to an in-memory datastore, by org, and
+// within an org by the subject they were recorded under.
+type writeCounts struct {
+	mu       sync.Mutex
+	global   uint64                // writes of no org
+	orgs     map[string]uint64     // every write of an org
+	wide     map[string]uint64     // writes of an org and of no one subject
+	subjects map[orgSubject]uint64 // writes of one subject in an org
+}
+
+func newWriteCounts() *writeCounts {
+	return &writeCounts{orgs: make(map[string]uint64), wide: make(map[string]uint64), subjects: make(map[orgSubject]uint64)}
+}
+
+func (c *writeCounts) add(org, subject string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if org == "" {
+	switch {
+	case org == "":
 		c.global++
 		return
+	case subject == "":
+		c.wide[org]++
+	default:
+		c.subjects[orgSubject{org, subject}]++
 	}
 	c.orgs[org]++
 }
@@ -117,6 +201,14 @@ func (c *writeCounts) of(org string) (global, count uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.global, c.orgs[org]
+}
+
+// ofSubject returns the count of writes to org of no one subject and of
+// writes to org recorded under subject.
+func (c *writeCounts) ofSubject(org, subject string) (wide, count uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wide[org], c.subjects[orgSubject{org, subject}]
 }
 
 // countingDatastore counts every write transaction by the org in its
@@ -129,7 +221,8 @@ type countingDatastore struct {
 
 func (d countingDatastore) ReadWriteTx(ctx context.Context, f datastore.TxUserFunc, opts ...options.RWTOptionsOption) (datastore.Revision, error) {
 	rev, err := d.Datastore.ReadWriteTx(ctx, f, opts...)
-	d.counts.add(orgOfMetadata(options.NewRWTOptionsWithOptions(opts...).Metadata))
+	metadata := options.NewRWTOptionsWithOptions(opts...).Metadata
+	d.counts.add(orgOfMetadata(metadata), subjectOfMetadata(metadata))
 	return rev, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
@@ -228,5 +229,109 @@ func TestPostgresGCWindowMinimum(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "--database-gc-window") {
 		t.Errorf("open with a window under the minimum: err = %v, want one naming --database-gc-window", err)
+	}
+}
+
+// TestSubjectStateKeepsOtherSubjectsCached checks that a write naming one
+// principal as its subject leaves the org's other cached results in use,
+// while that principal's answers change at once, and that a write naming a
+// group is seen by everyone.
+func TestSubjectStateKeepsOtherSubjectsCached(t *testing.T) {
+	for name, start := range bothDatastores() {
+		t.Run(name, func(t *testing.T) {
+			in := start(t)
+			seed(t, in.a)
+			project := object.Ref{Type: "project", ID: "p1"}
+			aliceEdit := engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice}
+			bobView := engine.CheckRequest{Resource: doc, Permission: "view", Subject: bob}
+			carolView := engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}
+			for _, req := range []engine.CheckRequest{aliceEdit, bobView, carolView} {
+				if got := checkIn(t, in.a, req).Allowed; got != (req == aliceEdit) {
+					t.Fatalf("first check of %s = %v", req.Subject, got)
+				}
+			}
+			aliceCached := func(after string) {
+				t.Helper()
+				before := cacheLookups(t, in.metrics, "hit")
+				if !checkIn(t, in.a, aliceEdit).Allowed {
+					t.Fatalf("alice may not edit after %s", after)
+				}
+				if cacheLookups(t, in.metrics, "hit") != before+1 {
+					t.Errorf("alice's check after %s missed the cache", after)
+				}
+			}
+
+			// bob's role, written on the other instance, is seen at once.
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), []*v1.RelationshipUpdate{touch(project, "viewer", bob)}, nil); err != nil {
+				t.Fatalf("give bob a role: %v", err)
+			}
+			aliceCached("bob's role")
+			if !checkIn(t, in.a, bobView).Allowed {
+				t.Error("bob may not view after getting a role")
+			}
+
+			// So is a grant to carol, vouched for by ForSubject.
+			grant := object.Ref{Type: "grant", ID: "g1"}
+			role := touch(doc, "viewer", grant)
+			role.Relationship.Subject.OptionalRelation = "holder"
+			role.Relationship.OptionalExpiresAt = timestamppb.New(time.Now().Add(time.Hour))
+			ctx := engine.ForSubject(engine.ForOrg(t.Context(), acme.ID), carol)
+			if _, err := in.b.Write(ctx, []*v1.RelationshipUpdate{role, touch(grant, "holder", carol)}, nil); err != nil {
+				t.Fatalf("grant carol a role: %v", err)
+			}
+			aliceCached("carol's grant")
+			if !checkIn(t, in.a, carolView).Allowed {
+				t.Error("carol may not view after a grant")
+			}
+
+			// Bulk checks key their results in the same way.
+			if _, err := in.b.DeleteMatching(engine.ForOrg(t.Context(), acme.ID), &v1.RelationshipFilter{
+				ResourceType: project.Type, OptionalResourceId: project.ID, OptionalRelation: "viewer",
+			}, nil); err != nil {
+				t.Fatalf("remove bob's role: %v", err)
+			}
+			bulkCtx, err := in.a.WithResource(t.Context(), doc)
+			if err != nil {
+				t.Fatalf("pin %s: %v", doc, err)
+			}
+			results, err := in.a.CheckEach(bulkCtx, []engine.CheckRequest{aliceEdit, bobView})
+			if err != nil {
+				t.Fatalf("bulk check: %v", err)
+			}
+			if !results[0].Decision.Allowed || results[1].Decision.Allowed {
+				t.Errorf("bulk check after a delete of no one subject = %+v, want alice allowed, bob denied", results)
+			}
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), []*v1.RelationshipUpdate{touch(project, "viewer", bob)}, nil); err != nil {
+				t.Fatalf("give bob a role again: %v", err)
+			}
+			if bulkCtx, err = in.a.WithResource(t.Context(), doc); err != nil {
+				t.Fatalf("pin %s: %v", doc, err)
+			}
+			before := cacheLookups(t, in.metrics, "hit")
+			if results, err = in.a.CheckEach(bulkCtx, []engine.CheckRequest{aliceEdit, bobView}); err != nil {
+				t.Fatalf("bulk check: %v", err)
+			}
+			if !results[0].Decision.Allowed || !results[1].Decision.Allowed {
+				t.Errorf("bulk check after bob's role = %+v, want both allowed", results)
+			}
+			if cacheLookups(t, in.metrics, "hit") != before+1 {
+				t.Error("the bulk check after bob's role did not serve alice from the cache")
+			}
+
+			// A group's role changes its members' answers: every result of
+			// the org is evaluated again.
+			groupRole := touch(doc, "viewer", object.Ref{Type: "group", ID: "eng"})
+			groupRole.Relationship.Subject.OptionalRelation = "member"
+			if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), []*v1.RelationshipUpdate{groupRole}, nil); err != nil {
+				t.Fatalf("give a group a role: %v", err)
+			}
+			before = cacheLookups(t, in.metrics, "hit")
+			if !checkIn(t, in.a, aliceEdit).Allowed {
+				t.Fatal("alice may not edit after a group's role")
+			}
+			if cacheLookups(t, in.metrics, "hit") != before {
+				t.Error("alice's check after a group's role was served from the cache")
+			}
+		})
 	}
 }

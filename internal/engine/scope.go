@@ -65,11 +65,11 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 func (e *Engine) unpin(state string) { e.results.pins.Invalidate(state) }
 
 // scope is the org that a request's resource belongs to, as WithResource
-// verified it, and that org's state in the request's snapshot.
+// verified it, and the request's snapshot.
 type scope struct {
 	resource object.Ref
 	org      object.Ref
-	state    string
+	snap     snapshot
 }
 
 type scopeKey struct{}
@@ -92,7 +92,7 @@ func (e *Engine) WithResource(ctx context.Context, resource object.Ref) (context
 	if !ok {
 		return ctx, nil
 	}
-	return context.WithValue(ctx, scopeKey{}, &scope{resource: resource, org: org, state: snap.org(org.ID)}), nil
+	return context.WithValue(ctx, scopeKey{}, &scope{resource: resource, org: org, snap: snap}), nil
 }
 
 // OrgOf returns the org that WithResource verified resource belongs to in
@@ -119,13 +119,30 @@ func (e *Engine) ResourceOrg(ctx context.Context, resource object.Ref) (object.R
 	return e.verifiedOrg(ctx, snap, resource)
 }
 
-// stateOf returns the state that checks on resource are keyed by in ctx:
-// its org's, if WithResource verified it, or else the whole datastore's.
-func (e *Engine) stateOf(ctx context.Context, resource object.Ref) (string, error) {
-	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok && (resource == sc.resource || resource == sc.org) {
-		return sc.state, nil
+// stateOf returns the state that the result of req is keyed by in ctx, and
+// the state whose pinned revision SpiceDB evaluates req at. If WithResource
+// verified the org of req's resource, the result is keyed by the org's
+// state for req's subject when that is a user or a service, or else by the
+// org's state, and the revision is pinned for the org's state. Otherwise
+// both are the whole datastore's state.
+//
+// The org's state is read after its subject's, so the revision pinned for
+// it contains every write that the key covers; a revision pinned for the
+// subject's state alone would leave SpiceDB's dispatch cache unshared
+// between the org's subjects.
+func (e *Engine) stateOf(ctx context.Context, req CheckRequest) (key, pinned string, err error) {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok && (req.Resource == sc.resource || req.Resource == sc.org) {
+		if req.SubjectRelation == "" && req.Subject.IsPrincipal() {
+			key = sc.snap.subject(sc.org.ID, req.Subject.String())
+		}
+		pinned = sc.snap.org(sc.org.ID)
+		if key == "" {
+			key = pinned
+		}
+		return key, pinned, nil
 	}
-	return e.results.current(ctx)
+	whole, err := e.results.current(ctx)
+	return whole, whole, err
 }
 
 // verifiedOrg returns the org that resource belongs to, and false if it

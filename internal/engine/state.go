@@ -19,12 +19,19 @@ import (
 // reads, and the same state for an org only if no write that may change
 // that org's relationships committed between them.
 //
+// subject is the state of an org for one subject (a user or a service, as
+// "type:id"): it leaves out the writes recorded under the org's other
+// subjects (see ForOrg), which change only their answers. For a subject
+// read after the org, an org's state covers every write that its subject's
+// state covers.
+//
 // global is the state of the writes of no org alone. Only such writes
 // remove a resource's link to its parent (see ForOrg), so a resource found
 // in an org stays there while that state lasts.
 type snapshot interface {
 	whole() string
 	org(id string) string
+	subject(org, subject string) string
 	global() string
 }
 
@@ -32,9 +39,10 @@ type snapshot interface {
 // whole state.
 type wholeOnly string
 
-func (w wholeOnly) whole() string     { return string(w) }
-func (w wholeOnly) org(string) string { return string(w) }
-func (w wholeOnly) global() string    { return string(w) }
+func (w wholeOnly) whole() string                 { return string(w) }
+func (w wholeOnly) org(string) string             { return string(w) }
+func (w wholeOnly) subject(string, string) string { return string(w) }
+func (w wholeOnly) global() string                { return string(w) }
 
 // headRevision reads the state of a datastore from its head revision, which
 // every write moves. It serves datastores with writers that Gatehouse
@@ -99,6 +107,11 @@ func (s countedSnapshot) org(id string) string {
 	return fmt.Sprintf("count/%d/%s/%d", s.noOrg, id, org)
 }
 
+func (s countedSnapshot) subject(org, subject string) string {
+	wide, own := s.counts.ofSubject(org, subject)
+	return fmt.Sprintf("count/%d/%s/subject/%d/%d", s.noOrg, org, wide, own)
+}
+
 // pgTransactions reads the state of SpiceDB's PostgreSQL datastore from
 // relation_tuple_transaction, the table that gets one row in every SpiceDB
 // write transaction. The head revision would not do: it is a PostgreSQL
@@ -111,9 +124,10 @@ func (s countedSnapshot) org(id string) string {
 // commits later adds a row above the horizon, and so a new count, even when
 // it commits after a transaction with a higher xid. An org's state is the
 // same sums over the rows whose metadata names that org and the rows that
-// name none. Gatehouse records the org of each write it makes (ForOrg).
-// Every other write, such as one through another SpiceDB server on the
-// same database, changes every org's state.
+// name none. An org's state for a subject leaves out the org's rows that
+// name another subject. Gatehouse records the org of each write it makes
+// (ForOrg). Every other write, such as one through another SpiceDB server
+// on the same database, changes every org's state.
 //
 // NOTE: this reads a table of SpiceDB's schema, as migrated by v1.56.2;
 // TestCheckCacheIgnoresOtherWrites fails if a SpiceDB upgrade changes it.
@@ -133,10 +147,11 @@ type horizon struct {
 const (
 	queryHorizon = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
 
-	// queryTransactions groups the rows by the org that Gatehouse recorded
-	// in the transaction's metadata, or '' for none.
-	queryTransactions = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), count(*), min(xid)::text, max(xid)::text
-		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 GROUP BY 1`
+	// queryTransactions groups the rows by the org and the subject that
+	// Gatehouse recorded in the transaction's metadata, or '' for none.
+	queryTransactions = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), coalesce(metadata->>'` + metadataSubject + `', ''),
+		count(*), min(xid)::text, max(xid)::text
+		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 GROUP BY 1, 2`
 
 	// maxTransactionsAboveHorizon is how many rows a state read counts
 	// before the horizon moves up. Moving it changes every state, so it
@@ -174,11 +189,11 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	s := pgSnapshot{horizon: h.xid, orgs: make(map[string]transactions)}
+	s := pgSnapshot{horizon: h.xid, orgs: make(map[string]*orgTransactions)}
 	for rows.Next() {
-		var org, lowest, highest string
+		var org, subject, lowest, highest string
 		var t transactions
-		if err := rows.Scan(&org, &t.count, &lowest, &highest); err != nil {
+		if err := rows.Scan(&org, &subject, &t.count, &lowest, &highest); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read transactions: %w", err)
 		}
@@ -190,12 +205,7 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 			rows.Close()
 			return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
 		}
-		if org == "" {
-			s.noOrg = t
-		} else {
-			s.orgs[org] = t
-		}
-		s.all = s.all.add(t)
+		s.add(org, subject, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
@@ -233,7 +243,34 @@ type pgSnapshot struct {
 	horizon string
 	all     transactions
 	noOrg   transactions // the rows of no org
-	orgs    map[string]transactions
+	orgs    map[string]*orgTransactions
+}
+
+// orgTransactions sums up the rows of one org: all of them, those of no
+// one subject, and those of each subject.
+type orgTransactions struct {
+	all, wide transactions
+	subjects  map[string]transactions
+}
+
+// add counts t, the sum of the rows of org and subject.
+func (s *pgSnapshot) add(org, subject string, t transactions) {
+	s.all = s.all.add(t)
+	if org == "" {
+		s.noOrg = s.noOrg.add(t)
+		return
+	}
+	o := s.orgs[org]
+	if o == nil {
+		o = &orgTransactions{subjects: make(map[string]transactions)}
+		s.orgs[org] = o
+	}
+	o.all = o.all.add(t)
+	if subject == "" {
+		o.wide = o.wide.add(t)
+	} else {
+		o.subjects[subject] = o.subjects[subject].add(t)
+	}
 }
 
 func (s pgSnapshot) whole() string { return "pg/" + s.horizon + "/" + s.all.String() }
@@ -241,7 +278,19 @@ func (s pgSnapshot) whole() string { return "pg/" + s.horizon + "/" + s.all.Stri
 func (s pgSnapshot) global() string { return "pg/" + s.horizon + "/" + s.noOrg.String() }
 
 func (s pgSnapshot) org(id string) string {
-	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + id + "/" + s.orgs[id].String()
+	var all transactions
+	if o := s.orgs[id]; o != nil {
+		all = o.all
+	}
+	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + id + "/" + all.String()
+}
+
+func (s pgSnapshot) subject(org, subject string) string {
+	var wide, own transactions
+	if o := s.orgs[org]; o != nil {
+		wide, own = o.wide, o.subjects[subject]
+	}
+	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/subject/" + wide.String() + "/" + own.String()
 }
 
 // coalesced shares state reads between concurrent callers without ever

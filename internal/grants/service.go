@@ -288,7 +288,7 @@ func (s *Service) apply(ctx context.Context, g Grant, group *v1.Precondition) (s
 	write := func() error {
 		return s.authz.WithBumps(ctx, principals, func() error {
 			var err error
-			token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
+			token, err = s.authz.Engine().Write(engine.ForSubject(engine.ForOrg(ctx, g.Org.ID), g.Subject), updates(g, v1.RelationshipUpdate_OPERATION_TOUCH), preconditions)
 			return err
 		})
 	}
@@ -315,7 +315,7 @@ func (s *Service) remove(ctx context.Context, g Grant) (string, error) {
 	err = s.authz.WithBumps(ctx, principals, func() error {
 		var err error
 		// Only a resource of g.Org can hold the grant: apply made sure.
-		token, err = s.authz.Engine().Write(engine.ForOrg(ctx, g.Org.ID), updates(g, v1.RelationshipUpdate_OPERATION_DELETE), nil)
+		token, err = s.authz.Engine().Write(engine.ForSubject(engine.ForOrg(ctx, g.Org.ID), g.Subject), updates(g, v1.RelationshipUpdate_OPERATION_DELETE), nil)
 		return err
 	})
 	return token, err
