@@ -112,7 +112,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"(s = %.1f, v = %.0f, one seeded generator per worker), so the %d most frequent questions make up %.0f%% of the requests. "+
 		"Role changes and one-second temporary grants run through Gatehouse's API during both, every %s, and each write makes a new "+
 		"datastore revision. SpiceDB's dispatch cache keys results by revision. Gatehouse's result cache keys a check by the state of "+
-		"its resource's org, which writes to other orgs leave unchanged. The repeated-questions scenario starts once no "+
+		"its resource's org for its subject, which writes to other orgs, and writes that name only other users, leave unchanged. "+
+		"The changes name users that no check asks about, so that the expected answers stay valid; they clear no result that the "+
+		"checks use, but each one moves the revision that its org's uncached checks are evaluated at. The repeated-questions scenario starts once no "+
 		"relationship write has committed for %s. No writes run during it or the lookup scenarios.\n",
 		cfg.Queries, cfg.Queries, zipfS, zipfV, repeatedQuestions, 100*zipfShare(cfg.Queries, repeatedQuestions), cfg.ChangeInterval, quietPeriod)
 	fmt.Fprintf(b, "- Bulk checks run with %d workers (100 checks per request); the other closed-loop scenarios with %d.\n\n", cfg.BulkWorkers, cfg.Workers)
