@@ -54,6 +54,7 @@ func run() int {
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
 	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the server process during the check scenario of each system, one per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
+	checksOnly := flag.Bool("checks-only", false, "run only the cold and skewed check scenarios (single, open loop and bulk), to compare changes to the check path")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench takes no arguments, only flags; got %q\n", flag.Args())
@@ -65,7 +66,7 @@ func run() int {
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
 		PagingTimeout: *pagingTimeout, Queries: *queries, OracleSample: *oracleSample, OpenLoopFraction: *openLoop,
 		ChangeInterval: *changeInterval, Seed: *seed, Label: *label, CPUProfileDir: *cpuProfile, Logger: logger,
-		GatehouseLogs: *gatehouseLogs,
+		GatehouseLogs: *gatehouseLogs, ChecksOnly: *checksOnly,
 	}
 	if *maxMemorySize != "0" {
 		n, err := loadtest.ParseSize(*maxMemorySize)

@@ -19,9 +19,10 @@ import (
 // reads, and the same state for an org only if no write that may change
 // that org's relationships committed between them.
 //
-// subject is the state of an org for one subject (a user or a service, as
-// "type:id"): it leaves out the writes recorded under the org's other
-// subjects (see ForOrg), which change only their answers. For a subject
+// subject is the state of an org for one principal (a user or a service,
+// as "type:id"): it leaves out the writes recorded under the org's other
+// principals (see ForOrg), which change only their answers. It names the
+// principal, so that the states of two principals never look alike. For a subject
 // read after the org, an org's state covers every write that its subject's
 // state covers.
 //
@@ -109,7 +110,7 @@ func (s countedSnapshot) org(id string) string {
 
 func (s countedSnapshot) subject(org, subject string) string {
 	wide, own := s.counts.ofSubject(org, subject)
-	return fmt.Sprintf("count/%d/%s/subject/%d/%d", s.noOrg, org, wide, own)
+	return fmt.Sprintf("count/%d/%s/%d/%s/%d", s.noOrg, org, wide, subject, own)
 }
 
 // pgTransactions reads the state of SpiceDB's PostgreSQL datastore from
@@ -290,7 +291,7 @@ func (s pgSnapshot) subject(org, subject string) string {
 	if o := s.orgs[org]; o != nil {
 		wide, own = o.wide, o.subjects[subject]
 	}
-	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/subject/" + wide.String() + "/" + own.String()
+	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/" + wide.String() + "/" + subject + "/" + own.String()
 }
 
 // coalesced shares state reads between concurrent callers without ever

@@ -461,3 +461,43 @@ func TestFormatWindowsWithoutBursts(t *testing.T) {
 		t.Errorf("formatWindows = %q, want %q", got, want)
 	}
 }
+
+// TestRunChecksOnly checks that -checks-only runs the check scenarios and
+// nothing after them, and says so in the report.
+func TestRunChecksOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the check scenarios")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	report, err := Run(ctx, Config{
+		Sizes: []int{2000}, Datastores: []string{"memory"}, ChecksOnly: true,
+		Workers: 2, BulkWorkers: 1, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
+		Queries: 500, ChangeInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	run := report.Runs[0]
+	for _, system := range []string{systemSpiceDB, systemGatehouse} {
+		for _, scenario := range []string{scenarioCheck, scenarioSkewed, scenarioBulk} {
+			if find(run, scenario, system) == nil {
+				t.Errorf("%s on %s did not run", scenario, system)
+			}
+		}
+		if res := find(run, scenarioRepeated, system); res != nil {
+			t.Errorf("%s ran on %s", scenarioRepeated, system)
+		}
+	}
+	if len(run.Results) != 6 {
+		t.Errorf("%d closed-loop results, want 6 (three check scenarios on two systems)", len(run.Results))
+	}
+	var md strings.Builder
+	if err := report.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "-checks-only") {
+		t.Error("the report does not say that only the checks ran")
+	}
+}
