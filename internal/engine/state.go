@@ -137,6 +137,10 @@ func (s countedSnapshot) subject(org, subject string) string {
 type pgTransactions struct {
 	pool    *pgxpool.Pool
 	horizon atomic.Pointer[horizon]
+
+	// last is the previous read, which a read returns again when no row
+	// has been added above the horizon since (see read).
+	last atomic.Pointer[pgSnapshot]
 }
 
 // horizon is an xid8, as text, and when it was read.
@@ -147,6 +151,11 @@ type horizon struct {
 
 const (
 	queryHorizon = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`
+
+	// querySummary sums up every row above the horizon, without reading
+	// their metadata.
+	querySummary = `SELECT count(*), coalesce(min(xid)::text, '0'), coalesce(max(xid)::text, '0')
+		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8`
 
 	// queryTransactions groups the rows by the org and the subject that
 	// Gatehouse recorded in the transaction's metadata, or '' for none.
@@ -184,8 +193,32 @@ func (p *pgTransactions) moveHorizon(ctx context.Context) error {
 	return nil
 }
 
+// read sums up the rows above the horizon. It first sums them all, which
+// reads no metadata. Rows above the horizon are only ever added, so the
+// same count means the same rows, and then the previous read is returned
+// again: the grouped query, which reads the metadata of every row, runs
+// only after a write.
 func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	h := p.horizon.Load()
+	var all transactions
+	var lowest, highest string
+	if err := p.pool.QueryRow(ctx, querySummary, h.xid).Scan(&all.count, &lowest, &highest); err != nil {
+		return nil, fmt.Errorf("read transactions: %w", err)
+	}
+	var err error
+	if all.lowest, err = strconv.ParseUint(lowest, 10, 64); err != nil {
+		return nil, fmt.Errorf("read transactions: xid %q: %w", lowest, err)
+	}
+	if all.highest, err = strconv.ParseUint(highest, 10, 64); err != nil {
+		return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
+	}
+	if last := p.last.Load(); last != nil && last.horizon == h.xid && last.all == all {
+		if err := p.maybeMoveHorizon(ctx, h, all); err != nil {
+			return nil, err
+		}
+		return *last, nil
+	}
+
 	rows, err := p.pool.Query(ctx, queryTransactions, h.xid)
 	if err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
@@ -211,13 +244,21 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	if s.all.count > maxTransactionsAboveHorizon || time.Since(h.read) > MaxHorizonAge {
-		// The state just read stays valid; only the next reads change.
-		if err := p.moveHorizon(ctx); err != nil {
-			return nil, err
-		}
+	p.last.Store(&s)
+	if err := p.maybeMoveHorizon(ctx, h, s.all); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// maybeMoveHorizon moves the horizon up once too many rows lie above h, or
+// h is too old. The state just read stays valid; only the next reads
+// change.
+func (p *pgTransactions) maybeMoveHorizon(ctx context.Context, h *horizon, all transactions) error {
+	if all.count > maxTransactionsAboveHorizon || time.Since(h.read) > MaxHorizonAge {
+		return p.moveHorizon(ctx)
+	}
+	return nil
 }
 
 // transactions sums up some rows of relation_tuple_transaction: how many,

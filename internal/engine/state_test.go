@@ -2,13 +2,19 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/authzed/spicedb/pkg/tuple"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
+	"github.com/gatehouse-authz/gatehouse/internal/store"
 )
 
 // countingReader returns the number of reads started so far, after a
@@ -94,5 +100,58 @@ func TestCoalescedObservesEachRead(t *testing.T) {
 	}
 	if _, err := stateReadHistogram(registry); err != nil {
 		t.Errorf("second registration: %v", err)
+	}
+}
+
+// TestPGStateReusesUnchangedRead checks that a state read on PostgreSQL
+// returns the previous read again while no write has added a row, without
+// running the grouped query, and reads the rows again after a write.
+func TestPGStateReusesUnchangedRead(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	if err := store.Migrate(t.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	ds, err := NewPostgresDatastore(t.Context(), PostgresConfig{URL: url})
+	if err != nil {
+		t.Fatalf("open datastore: %v", err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	p, err := newPGTransactions(t.Context(), pool)
+	if err != nil {
+		t.Fatalf("read horizon: %v", err)
+	}
+
+	writeRels(t, ds, tuple.UpdateOperationTouch, "org:acme#owner@user:dev|alice")
+	first, err := p.read(t.Context())
+	if err != nil {
+		t.Fatalf("first read: %v", err)
+	}
+	grouped := p.last.Load()
+	second, err := p.read(t.Context())
+	if err != nil {
+		t.Fatalf("second read: %v", err)
+	}
+	if p.last.Load() != grouped {
+		t.Error("the grouped query ran again although no row was added")
+	}
+	if second.whole() != first.whole() || second.org("acme") != first.org("acme") {
+		t.Errorf("state changed without a write: %q, then %q", first.org("acme"), second.org("acme"))
+	}
+
+	writeRels(t, ds, tuple.UpdateOperationTouch, "org:acme#owner@user:dev|bob")
+	third, err := p.read(t.Context())
+	if err != nil {
+		t.Fatalf("third read: %v", err)
+	}
+	if p.last.Load() == grouped {
+		t.Error("the grouped query did not run after a write")
+	}
+	if third.whole() == first.whole() || third.org("acme") == first.org("acme") {
+		t.Errorf("state unchanged after a write: %q", third.org("acme"))
 	}
 }
