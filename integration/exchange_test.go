@@ -39,13 +39,17 @@ import (
 
 // Values of RFC 8693 and of the servers these tests start.
 const (
-	exGrantType      = "urn:ietf:params:oauth:grant-type:token-exchange"
-	exAccessToken    = "urn:ietf:params:oauth:token-type:access_token"
-	exGateway        = "gw"
-	exAuditor        = "auditor"
-	exFormType       = "application/x-www-form-urlencoded"
-	exCrossInstance  = time.Second
-	exStreamDeadline = time.Second
+	exGrantType     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	exAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	exGateway       = "gw"
+	exAuditor       = "auditor"
+	exFormType      = "application/x-www-form-urlencoded"
+	exCrossInstance = time.Second
+
+	// exStreamDeadline bounds the wait for an auth-version event on the
+	// instance that made the change. It is generous because -race on a
+	// loaded machine slows delivery, and a missing event still fails.
+	exStreamDeadline = 5 * time.Second
 )
 
 // exOptions configures a server started by exStart.

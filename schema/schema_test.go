@@ -162,8 +162,8 @@ func TestInspectFollowsTheTree(t *testing.T) {
 // TestPrincipalsHaveNoRelations checks that users and services have no
 // relations and no permissions. Nothing then leads from a principal to
 // anything else, so a relationship that names one as its subject changes
-// that principal's answers alone, which the check result cache relies on
-// when it keeps the other subjects' results across such a write.
+// that principal's check results only. The check result cache relies on
+// this when it keeps the other subjects' results across such a write.
 func TestPrincipalsHaveNoRelations(t *testing.T) {
 	compiled := compileSchema(t)
 	found := 0

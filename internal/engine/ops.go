@@ -195,8 +195,9 @@ func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision
 
 // Write applies updates atomically, after checking preconditions, and
 // returns the consistency token of the new snapshot. The write changes the
-// state of the org set by ForOrg on ctx, or else of every org; within the
-// org, of one subject alone where the updates allow it (see ForOrg).
+// state of the org set by ForOrg on ctx, or else of every org. Within the
+// org, it changes one principal's state only when every update names that
+// principal (see ForOrg).
 func (e *Engine) Write(ctx context.Context, updates []*v1.RelationshipUpdate, preconditions []*v1.Precondition) (string, error) {
 	resp, err := e.Permissions.WriteRelationships(ctx, &v1.WriteRelationshipsRequest{
 		Updates:                     updates,

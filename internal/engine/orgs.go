@@ -14,7 +14,8 @@ import (
 
 // metadataOrg and metadataSubject are the keys of SpiceDB's transaction
 // metadata under which Gatehouse records the org that a write changes and,
-// when the write changes the answers of one subject alone, that subject.
+// when the write changes the check results of one subject only, that
+// subject.
 const (
 	metadataOrg     = "gatehouse_org"
 	metadataSubject = "gatehouse_subject"
@@ -49,17 +50,17 @@ type (
 // user or a service, without a relation) as their subject is also recorded
 // under that principal. Principals have no relations in the schema, so no
 // relationship or arrow leads from one to anything else, and such a write
-// changes that principal's answers alone (TestPrincipalsHaveNoRelations in
-// package schema fails if the schema stops saying so). The results of the
-// org's other subjects then stay cached.
+// changes that principal's check results only (TestPrincipalsHaveNoRelations
+// in package schema fails if the schema stops saying so). The results of
+// the org's other subjects then stay cached.
 func ForOrg(ctx context.Context, org string) context.Context {
 	return context.WithValue(ctx, orgWriteKey{}, org)
 }
 
 // ForSubject returns a context whose writes may also name grant holders
-// (grant:G#holder) and still be recorded under subject: the caller vouches
-// that each grant named holds subject alone, as every Gatehouse grant holds
-// its one subject. Every other relationship of the write must still name
+// (grant:G#holder) and still be recorded under subject. The caller vouches
+// that subject is the only holder of each grant named, as it is for every
+// grant that Gatehouse creates. Every other relationship of the write must still name
 // subject itself. It has no effect without ForOrg, or when subject is not a
 // user or a service.
 func ForSubject(ctx context.Context, subject object.Ref) context.Context {
@@ -74,7 +75,7 @@ const (
 
 // writeMetadata returns the transaction metadata of a write made with ctx.
 // movesResources reports whether the write may remove a parent link, and
-// subject is the one subject whose answers alone the write changes, or ""
+// subject is the only subject whose check results the write changes, or ""
 // (see updatesSubject).
 func writeMetadata(ctx context.Context, movesResources bool, subject string) *structpb.Struct {
 	org, _ := ctx.Value(orgWriteKey{}).(string)
@@ -88,11 +89,11 @@ func writeMetadata(ctx context.Context, movesResources bool, subject string) *st
 	return &structpb.Struct{Fields: fields}
 }
 
-// updatesSubject returns the subject, as "type:id", whose answers alone
-// updates can change, or "" if they may change other subjects' answers.
-// That is a user or a service named without a relation by every update,
-// or, with ForSubject, by every update that does not name a grant's
-// holders.
+// updatesSubject returns the only subject, as "type:id", whose check
+// results updates can change, or "" if they may change other subjects'
+// results. That is a user or a service named without a relation by every
+// update, or, with ForSubject, by every update that does not name a
+// grant's holders.
 func updatesSubject(ctx context.Context, updates []*v1.RelationshipUpdate) string {
 	vouched, _ := ctx.Value(subjectWriteKey{}).(object.Ref)
 	var subject object.Ref

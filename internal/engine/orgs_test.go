@@ -234,8 +234,8 @@ func TestPostgresGCWindowMinimum(t *testing.T) {
 
 // TestSubjectStateKeepsOtherSubjectsCached checks that a write naming one
 // principal as its subject leaves the org's other cached results in use,
-// while that principal's answers change at once, and that a write naming a
-// group is seen by everyone.
+// while that principal's check results change at once, and that a write
+// naming a group is seen by everyone.
 func TestSubjectStateKeepsOtherSubjectsCached(t *testing.T) {
 	for name, start := range bothDatastores() {
 		t.Run(name, func(t *testing.T) {
@@ -318,8 +318,8 @@ func TestSubjectStateKeepsOtherSubjectsCached(t *testing.T) {
 				t.Error("the bulk check after bob's role did not serve alice from the cache")
 			}
 
-			// A group's role changes its members' answers: every result of
-			// the org is evaluated again.
+			// A group's role changes its members' check results, so every
+			// result of the org is evaluated again.
 			groupRole := touch(doc, "viewer", object.Ref{Type: "group", ID: "eng"})
 			groupRole.Relationship.Subject.OptionalRelation = "member"
 			if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), []*v1.RelationshipUpdate{groupRole}, nil); err != nil {

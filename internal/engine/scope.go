@@ -121,15 +121,14 @@ func (e *Engine) ResourceOrg(ctx context.Context, resource object.Ref) (object.R
 
 // stateOf returns the state that the result of req is keyed by in ctx, and
 // the state whose pinned revision SpiceDB evaluates req at. If WithResource
-// verified the org of req's resource, the result is keyed by the org's
-// state for req's subject when that is a user or a service, or else by the
-// org's state, and the revision is pinned for the org's state. Otherwise
-// both are the whole datastore's state.
+// verified the org of req's resource, the revision is pinned for the org's
+// state. The result is keyed by the org's state for req's subject when that
+// is a principal, or else by the org's state. Otherwise both are the whole
+// datastore's state.
 //
 // The org's state is read after its subject's, so the revision pinned for
-// it contains every write that the key covers; a revision pinned for the
-// subject's state alone would leave SpiceDB's dispatch cache unshared
-// between the org's subjects.
+// it contains every write that the key covers. A revision pinned for each
+// subject's state would keep the org's checks apart in SpiceDB's caches.
 func (e *Engine) stateOf(ctx context.Context, req CheckRequest) (key, pinned string, err error) {
 	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok && (req.Resource == sc.resource || req.Resource == sc.org) {
 		if req.SubjectRelation == "" && req.Subject.IsPrincipal() {

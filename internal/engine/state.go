@@ -21,8 +21,9 @@ import (
 //
 // subject is the state of an org for one principal (a user or a service,
 // as "type:id"): it leaves out the writes recorded under the org's other
-// principals (see ForOrg), which change only their answers. It names the
-// principal, so that the states of two principals never look alike. For a subject
+// principals (see ForOrg), which change only their own check results. It
+// names the principal, so that the states of two principals never look
+// alike. For a subject
 // read after the org, an org's state covers every write that its subject's
 // state covers.
 //
@@ -195,8 +196,8 @@ func (p *pgTransactions) moveHorizon(ctx context.Context) error {
 
 // read sums up the rows above the horizon. It first sums them all, which
 // reads no metadata. Rows above the horizon are only ever added, so the
-// same count means the same rows, and then the previous read is returned
-// again: the grouped query, which reads the metadata of every row, runs
+// same count means the same rows, and then it returns the previous read
+// again. The grouped query, which reads the metadata of every row, runs
 // only after a write.
 func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	h := p.horizon.Load()

@@ -463,7 +463,7 @@ func TestFormatWindowsWithoutBursts(t *testing.T) {
 }
 
 // TestRunChecksOnly checks that -checks-only runs the check scenarios and
-// nothing after them, and says so in the report.
+// nothing after them, and that the report notes it.
 func TestRunChecksOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the check scenarios")
