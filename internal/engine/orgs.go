@@ -60,9 +60,9 @@ func ForOrg(ctx context.Context, org string) context.Context {
 // ForSubject returns a context whose writes may also name grant holders
 // (grant:G#holder) and still be recorded under subject. The caller vouches
 // that subject is the only holder of each grant named, as it is for every
-// grant that Gatehouse creates. Every other relationship of the write must still name
-// subject itself. It has no effect without ForOrg, or when subject is not a
-// user or a service.
+// grant that Gatehouse creates. Every other relationship of the write must
+// still name subject itself. It has no effect without ForOrg, or when
+// subject is not a principal.
 func ForSubject(ctx context.Context, subject object.Ref) context.Context {
 	return context.WithValue(ctx, subjectWriteKey{}, subject)
 }

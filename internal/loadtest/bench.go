@@ -187,24 +187,49 @@ type RunReport struct {
 // WrongAnswers returns every wrong answer of the run, the background
 // access changes included.
 func (r *RunReport) WrongAnswers() int64 {
-	n := r.Churn.WrongGatehouse + r.Churn.WrongSpiceDB
+	return r.WrongAnswersOf(systemGatehouse) + r.WrongAnswersOf(systemSpiceDB)
+}
+
+// WrongAnswersOf returns the wrong answers of one system ("Gatehouse" or
+// "SpiceDB") in the run, the background access changes included.
+func (r *RunReport) WrongAnswersOf(system string) int64 {
+	var n int64
+	switch system {
+	case systemGatehouse:
+		n = r.Churn.WrongGatehouse
+	case systemSpiceDB:
+		n = r.Churn.WrongSpiceDB
+	}
 	for _, res := range r.Results {
-		n += res.WrongAnswers
+		if res.System == system {
+			n += res.WrongAnswers
+		}
 	}
-	if r.OpenLoop != nil {
-		n += r.OpenLoop.WrongAnswers
-	}
-	if r.SkewedOpenLoop != nil {
-		n += r.SkewedOpenLoop.WrongAnswers
+	for _, open := range []*Result{r.OpenLoop, r.SkewedOpenLoop} {
+		if open != nil && open.System == system {
+			n += open.WrongAnswers
+		}
 	}
 	return n
 }
 
+// SystemGatehouse and SystemSpiceDB name the two systems in results, as
+// WrongAnswersOf takes them.
+const (
+	SystemGatehouse = systemGatehouse
+	SystemSpiceDB   = systemSpiceDB
+)
+
 // WrongAnswers returns the wrong answers of every run.
 func (r *Report) WrongAnswers() int64 {
+	return r.WrongAnswersOf(systemGatehouse) + r.WrongAnswersOf(systemSpiceDB)
+}
+
+// WrongAnswersOf returns the wrong answers of one system in every run.
+func (r *Report) WrongAnswersOf(system string) int64 {
 	var n int64
 	for _, run := range r.Runs {
-		n += run.WrongAnswers()
+		n += run.WrongAnswersOf(system)
 	}
 	return n
 }

@@ -243,8 +243,14 @@ func TestRunTinyDataset(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if n := report.WrongAnswers(); n != 0 {
-		t.Errorf("got %d wrong answers, want 0", n)
+	if n := report.WrongAnswersOf(SystemGatehouse); n != 0 {
+		t.Errorf("Gatehouse gave %d wrong answers, want 0", n)
+	}
+	// SpiceDB's server may miss a write that has just returned (its
+	// head-revision reads are shared between concurrent requests), so its
+	// wrong answers are reported, not failed on.
+	if n := report.WrongAnswersOf(SystemSpiceDB); n != 0 {
+		t.Logf("SpiceDB gave %d wrong answers", n)
 	}
 	run := report.Runs[0]
 	if !run.DatastoreAlive {
@@ -499,5 +505,27 @@ func TestRunChecksOnly(t *testing.T) {
 	}
 	if !strings.Contains(md.String(), "-checks-only") {
 		t.Error("the report does not say that only the checks ran")
+	}
+}
+
+func TestWrongAnswersBySystem(t *testing.T) {
+	run := RunReport{
+		Churn: ChurnStats{WrongGatehouse: 1, WrongSpiceDB: 2},
+		Results: []Result{
+			{System: systemGatehouse, WrongAnswers: 4},
+			{System: systemSpiceDB, WrongAnswers: 8},
+		},
+		OpenLoop:       &Result{System: systemGatehouse, WrongAnswers: 16},
+		SkewedOpenLoop: &Result{System: systemGatehouse, WrongAnswers: 32},
+	}
+	report := Report{Runs: []*RunReport{&run, &run}}
+	if got := report.WrongAnswersOf(SystemGatehouse); got != 2*(1+4+16+32) {
+		t.Errorf("Gatehouse: %d wrong answers, want %d", got, 2*(1+4+16+32))
+	}
+	if got := report.WrongAnswersOf(SystemSpiceDB); got != 2*(2+8) {
+		t.Errorf("SpiceDB: %d wrong answers, want %d", got, 2*(2+8))
+	}
+	if got := report.WrongAnswers(); got != 2*63 {
+		t.Errorf("total: %d wrong answers, want %d", got, 2*63)
 	}
 }

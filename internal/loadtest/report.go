@@ -268,7 +268,8 @@ func writeSummary(b *strings.Builder, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, GOGC %s, GOMEMLIMIT %s, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
 		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GOGC, m.GOMEMLIMIT, m.GoVersion, m.OS, m.Arch)
-	fmt.Fprintf(b, "Wrong answers in total: **%d**.\n", r.WrongAnswers())
+	fmt.Fprintf(b, "Wrong answers in total: **%d** (Gatehouse %d, SpiceDB %d).\n",
+		r.WrongAnswers(), r.WrongAnswersOf(systemGatehouse), r.WrongAnswersOf(systemSpiceDB))
 }
 
 // formatWindows describes how an open-loop run's slow requests were
