@@ -60,9 +60,11 @@ func ForOrg(ctx context.Context, org string) context.Context {
 // ForSubject returns a context whose writes may also name grant holders
 // (grant:G#holder) and still be recorded under subject. The caller vouches
 // that subject is the only holder of each grant named, as it is for every
-// grant that Gatehouse creates. Every other relationship of the write must
-// still name subject itself. It has no effect without ForOrg, or when
-// subject is not a principal.
+// grant that Gatehouse creates. The write must also write or delete each
+// such grant's holder relationship naming subject, as Gatehouse does when
+// a grant starts and ends, and every other relationship of the write must
+// name subject itself. It has no effect without ForOrg, or when subject is
+// not a principal.
 func ForSubject(ctx context.Context, subject object.Ref) context.Context {
 	return context.WithValue(ctx, subjectWriteKey{}, subject)
 }
@@ -97,10 +99,14 @@ func writeMetadata(ctx context.Context, movesResources bool, subject string) *st
 func updatesSubject(ctx context.Context, updates []*v1.RelationshipUpdate) string {
 	vouched, _ := ctx.Value(subjectWriteKey{}).(object.Ref)
 	var subject object.Ref
+	grantsNamed := map[string]bool{} // grants whose holders the write names
+	grantsHeld := map[string]bool{}  // grants whose holder it writes
 	for _, u := range updates {
-		s := u.GetRelationship().GetSubject()
+		rel := u.GetRelationship()
+		s := rel.GetSubject()
 		ref := object.Ref{Type: s.GetObject().GetObjectType(), ID: s.GetObject().GetObjectId()}
 		if vouched.Type != "" && ref.Type == grantType && s.GetOptionalRelation() == grantHolderRel {
+			grantsNamed[ref.ID] = true
 			ref = vouched
 		} else if s.GetOptionalRelation() != "" {
 			return ""
@@ -108,7 +114,15 @@ func updatesSubject(ctx context.Context, updates []*v1.RelationshipUpdate) strin
 		if !ref.IsPrincipal() || ref.ID == "" || ref.ID == "*" || (subject.Type != "" && ref != subject) {
 			return ""
 		}
+		if rel.GetResource().GetObjectType() == grantType && rel.GetRelation() == grantHolderRel {
+			grantsHeld[rel.GetResource().GetObjectId()] = true
+		}
 		subject = ref
+	}
+	for grant := range grantsNamed {
+		if !grantsHeld[grant] {
+			return ""
+		}
 	}
 	if subject.Type == "" {
 		return ""

@@ -102,6 +102,13 @@ func TestWritesOfOneSubject(t *testing.T) {
 		{"a grant, vouched for", vouched, grantOf(alice, ""), "user:dev|alice"},
 		{"a grant of another user", vouched, grantOf(bob, ""), ""},
 		{"a grant to a group", ForSubject(context.Background(), object.Ref{Type: "group", ID: "eng"}), grantOf(group, "member"), ""},
+		{"a grant's role alone, vouched for", vouched, grantOf(alice, "")[:1], ""},
+		{"a grant's role with another grant's holder", vouched, []*v1.RelationshipUpdate{
+			rel(touch, project, grant, "viewer", "holder"), rel(touch, ref("grant", "g2"), alice, "holder", ""),
+		}, ""},
+		{"a grant ended, vouched for", vouched, []*v1.RelationshipUpdate{
+			rel(del, project, grant, "viewer", "holder"), rel(del, grant, alice, "holder", ""),
+		}, "user:dev|alice"},
 		{"a vouched write naming a group", vouched, []*v1.RelationshipUpdate{rel(touch, project, group, "viewer", "member"), rel(touch, project, alice, "viewer", "")}, ""},
 	} {
 		if got := updatesSubject(tc.ctx, tc.updates); got != tc.want {

@@ -23,9 +23,8 @@ import (
 // as "type:id"): it leaves out the writes recorded under the org's other
 // principals (see ForOrg), which change only their own check results. It
 // names the principal, so that the states of two principals never look
-// alike. For a subject
-// read after the org, an org's state covers every write that its subject's
-// state covers.
+// alike. An org's state read after a principal's state covers every write
+// that the principal's state covers.
 //
 // global is the state of the writes of no org alone. Only such writes
 // remove a resource's link to its parent (see ForOrg), so a resource found

@@ -1,0 +1,210 @@
+package engine
+
+// The tests in this file attack the PostgreSQL state reads, which return the
+// previous grouped read while the summary of the rows is unchanged. A write
+// that has returned must change the state of its org and subject in the
+// next read, whatever commits or stays open meanwhile.
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/authzed/spicedb/pkg/datastore"
+	"github.com/authzed/spicedb/pkg/datastore/options"
+	"github.com/authzed/spicedb/pkg/tuple"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
+	"github.com/gatehouse-authz/gatehouse/internal/store"
+)
+
+// saPG opens a migrated database, a SpiceDB datastore on it and a state
+// reader.
+func saPG(t *testing.T) (datastore.Datastore, *pgTransactions, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	if err := store.Migrate(t.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	ds, err := NewPostgresDatastore(t.Context(), PostgresConfig{URL: url})
+	if err != nil {
+		t.Fatalf("open datastore: %v", err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	p, err := newPGTransactions(t.Context(), pool)
+	if err != nil {
+		t.Fatalf("read horizon: %v", err)
+	}
+	return ds, p, pool
+}
+
+// saTx runs one SpiceDB write transaction recorded under org and subject.
+// It calls hold, if not nil, after the write and before the commit.
+func saTx(ctx context.Context, ds datastore.Datastore, org, subject, rel string, hold func()) error {
+	fields := map[string]*structpb.Value{}
+	if org != "" {
+		fields[metadataOrg] = structpb.NewStringValue(org)
+	}
+	if subject != "" {
+		fields[metadataSubject] = structpb.NewStringValue(subject)
+	}
+	_, err := ds.ReadWriteTx(ctx, func(ctx context.Context, rwt datastore.ReadWriteTransaction) error {
+		if err := rwt.WriteRelationships(ctx, []tuple.RelationshipUpdate{{Operation: tuple.UpdateOperationTouch, Relationship: tuple.MustParse(rel)}}); err != nil {
+			return err
+		}
+		if hold != nil {
+			hold()
+		}
+		return nil
+	}, options.WithMetadata(&structpb.Struct{Fields: fields}))
+	return err
+}
+
+func saRead(t *testing.T, p *pgTransactions) snapshot {
+	t.Helper()
+	s, err := p.read(t.Context())
+	if err != nil {
+		t.Fatalf("read state: %v", err)
+	}
+	return s
+}
+
+const (
+	saAlice = "user:dev|alice"
+	saBob   = "user:dev|bob"
+)
+
+// TestAttackPGStateConcurrentWrites reads the state in a loop while
+// writers commit under alice, bob and no one subject, and checks that
+// each write that returned changed the next read's state of its subject.
+func TestAttackPGStateConcurrentWrites(t *testing.T) {
+	ds, p, _ := saPG(t)
+	var mu sync.Mutex // serializes the reads, as coalesced does in the engine
+	read := func() snapshot {
+		mu.Lock()
+		defer mu.Unlock()
+		return saRead(t, p)
+	}
+	subjects := []string{saAlice, saBob, ""}
+	var wg sync.WaitGroup
+	for w, subject := range subjects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				before := read()
+				rel := "org:acme#member@user:dev|w" + string(rune('a'+w))
+				if err := saTx(t.Context(), ds, "acme", subject, rel, nil); err != nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+				after := read()
+				for _, s := range []string{saAlice, saBob} {
+					if (subject == "" || subject == s) && after.subject("acme", s) == before.subject("acme", s) {
+						t.Errorf("write %d under %q: state of %s unchanged: %s", i, subject, s, after.subject("acme", s))
+					}
+				}
+				if after.org("acme") == before.org("acme") {
+					t.Errorf("write %d under %q: org state unchanged", i, subject)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestAttackPGStateOpenTransaction holds a write under bob open while
+// writes of others commit above it and enough rows pile up to move the
+// horizon. Once it commits, bob's state must change and alice's must not.
+func TestAttackPGStateOpenTransaction(t *testing.T) {
+	ds, p, pool := saPG(t)
+	if err := saTx(t.Context(), ds, "acme", saAlice, "org:acme#owner@user:dev|alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	done := make(chan error, 1)
+	go func() {
+		done <- saTx(context.Background(), ds, "acme", saBob, "org:acme#member@user:dev|bob", func() {
+			close(holding)
+			<-release
+		})
+	}()
+	<-holding
+
+	// Writes of others commit with higher xids, and enough rows of no org
+	// pile up above the horizon to move it.
+	for i := range 3 {
+		if err := saTx(t.Context(), ds, "acme", "user:dev|x"+string(rune('0'+i)), "org:acme#member@user:dev|x"+string(rune('0'+i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range maxTransactionsAboveHorizon + 1 {
+		if _, err := pool.Exec(t.Context(), `INSERT INTO relation_tuple_transaction DEFAULT VALUES`); err != nil {
+			t.Fatalf("add a row: %v", err)
+		}
+	}
+	first := saRead(t, p)
+	horizonBefore := p.horizon.Load().xid
+	// The open transaction keeps the horizon from passing it.
+	again := saRead(t, p)
+	t.Logf("horizon %s, then %s", horizonBefore, p.horizon.Load().xid)
+	if again.subject("acme", saBob) != saRead(t, p).subject("acme", saBob) {
+		t.Error("bob's state changed without a commit")
+	}
+
+	releaseOnce.Do(func() { close(release) })
+	if err := <-done; err != nil {
+		t.Fatalf("held write: %v", err)
+	}
+	after := saRead(t, p)
+	if after.subject("acme", saBob) == again.subject("acme", saBob) || after.subject("acme", saBob) == first.subject("acme", saBob) {
+		t.Errorf("bob's write committed, his state did not change: %s", after.subject("acme", saBob))
+	}
+	if after.org("acme") == again.org("acme") {
+		t.Error("bob's write committed, the org's state did not change")
+	}
+	if p.horizon.Load().xid == horizonBefore && after.subject("acme", saAlice) != again.subject("acme", saAlice) {
+		t.Error("bob's write changed alice's state")
+	}
+}
+
+// TestAttackPGStateHorizonMove moves the horizon with rows of no org, then
+// commits a write under bob. The read after the move must not return the
+// grouped read of the old horizon, and bob's state must change.
+func TestAttackPGStateHorizonMove(t *testing.T) {
+	ds, p, pool := saPG(t)
+	before := saRead(t, p)
+	for range maxTransactionsAboveHorizon + 1 {
+		if _, err := pool.Exec(t.Context(), `INSERT INTO relation_tuple_transaction DEFAULT VALUES`); err != nil {
+			t.Fatalf("add a row: %v", err)
+		}
+	}
+	oldHorizon := p.horizon.Load().xid
+	moved := saRead(t, p) // reads the new rows, then moves the horizon
+	if p.horizon.Load().xid == oldHorizon {
+		t.Fatalf("the horizon stayed at %s after %d rows", oldHorizon, maxTransactionsAboveHorizon+1)
+	}
+	if err := saTx(t.Context(), ds, "acme", saBob, "org:acme#member@user:dev|bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	after := saRead(t, p)
+	for _, s := range []snapshot{before, moved} {
+		if after.subject("acme", saBob) == s.subject("acme", saBob) {
+			t.Errorf("bob's state after his write equals an earlier one: %s", after.subject("acme", saBob))
+		}
+	}
+	again := saRead(t, p)
+	if again.subject("acme", saBob) != after.subject("acme", saBob) {
+		t.Errorf("bob's state changed without a write: %s, then %s", after.subject("acme", saBob), again.subject("acme", saBob))
+	}
+}
