@@ -1,6 +1,8 @@
 // Command gatehouse-bench benchmarks Gatehouse against a stock SpiceDB
 // server on the same data and prints a Markdown report. It exits with
-// status 1 when any answer was wrong, or when the run could not be set up.
+// status 2 for invalid flags, and 1 when Gatehouse gave a wrong answer or
+// the run could not be set up. SpiceDB's wrong answers are reported and
+// logged as a warning only.
 //
 // PostgreSQL runs need GATEHOUSE_TEST_DATABASE_URL: a server on loopback
 // and a role allowed to create databases (scripts/test-postgres.sh start
@@ -61,6 +63,12 @@ func run() int {
 		return 2
 	}
 
+	if msg := checkFlags(*workers, *lookupWorkers, *bulkWorkers, *queries, *oracleSample, *duration, *warmup,
+		*pagingTimeout, *changeInterval, *openLoop, splitList(*sizes), splitList(*datastores)); msg != "" {
+		fmt.Fprintln(os.Stderr, "gatehouse-bench: "+msg)
+		return 2
+	}
+
 	cfg := loadtest.Config{
 		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
@@ -100,6 +108,10 @@ func run() int {
 		logger.Error("benchmark failed", "error", runErr)
 	}
 
+	if len(report.Runs) == 0 {
+		// Nothing ran, so no report replaces the one at -out.
+		return 1
+	}
 	var md strings.Builder
 	if err := report.WriteMarkdown(&md); err != nil {
 		logger.Error("write report", "error", err)
@@ -150,4 +162,38 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// checkFlags returns what is wrong with the numeric and list flags, or ""
+// when they are valid. Zero and negative values are rejected rather than
+// replaced by defaults, so that a typo never starts a long run.
+func checkFlags(workers, lookupWorkers, bulkWorkers, queries, oracleSample int, duration, warmup,
+	pagingTimeout, changeInterval time.Duration, openLoop float64, sizes, datastores []string) string {
+	switch {
+	case workers <= 0 || lookupWorkers <= 0 || bulkWorkers <= 0:
+		return "-workers, -lookup-workers and -bulk-workers must be at least 1"
+	case queries < 2:
+		return "-queries must be at least 2 (half allowed, half denied)"
+	case oracleSample < 0:
+		return "-oracle-sample must not be negative"
+	case duration <= 0 || pagingTimeout <= 0 || changeInterval <= 0:
+		return "-duration, -paging-timeout and -change-interval must be positive"
+	case warmup < 0:
+		return "-warmup must not be negative"
+	case openLoop <= 0 || openLoop > 1:
+		return "-open-loop-fraction must be above 0 and at most 1"
+	case len(sizes) == 0:
+		return "-sizes names no size"
+	case len(datastores) == 0:
+		return "-datastores names no datastore"
+	}
+	for _, d := range datastores {
+		if d != "memory" && d != "postgres" {
+			return fmt.Sprintf("unknown datastore %q in -datastores: use memory, postgres", d)
+		}
+		if d == "postgres" && os.Getenv(databaseURLEnv) == "" {
+			return "-datastores postgres needs " + databaseURLEnv + " (scripts/test-postgres.sh start prints it)"
+		}
+	}
+	return ""
 }
