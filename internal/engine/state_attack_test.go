@@ -7,44 +7,14 @@ package engine
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/datastore/options"
 	"github.com/authzed/spicedb/pkg/tuple"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/gatehouse-authz/gatehouse/internal/pgtest"
-	"github.com/gatehouse-authz/gatehouse/internal/store"
 )
-
-// saPG opens a migrated database, a SpiceDB datastore on it and a state
-// reader.
-func saPG(t *testing.T) (datastore.Datastore, *pgTransactions, *pgxpool.Pool) {
-	t.Helper()
-	url := pgtest.NewDatabase(t)
-	if err := store.Migrate(t.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	ds, err := NewPostgresDatastore(t.Context(), PostgresConfig{URL: url})
-	if err != nil {
-		t.Fatalf("open datastore: %v", err)
-	}
-	t.Cleanup(func() { ds.Close() })
-	pool, err := pgxpool.New(t.Context(), url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	p, err := newPGTransactions(t.Context(), pool)
-	if err != nil {
-		t.Fatalf("read horizon: %v", err)
-	}
-	return ds, p, pool
-}
 
 // saTx runs one SpiceDB write transaction recorded under org and subject.
 // It calls hold, if not nil, after the write and before the commit.
@@ -86,7 +56,7 @@ const (
 // writers commit under alice, bob and no one subject, and checks that
 // each write that returned changed the next read's state of its subject.
 func TestAttackPGStateConcurrentWrites(t *testing.T) {
-	ds, p, _ := saPG(t)
+	ds, p, _ := openPGState(t)
 	var mu sync.Mutex // serializes the reads, as coalesced does in the engine
 	read := func() snapshot {
 		mu.Lock()
@@ -125,7 +95,7 @@ func TestAttackPGStateConcurrentWrites(t *testing.T) {
 // writes of others commit above it and enough rows pile up to move the
 // horizon. Once it commits, bob's state must change and alice's must not.
 func TestAttackPGStateOpenTransaction(t *testing.T) {
-	ds, p, pool := saPG(t)
+	ds, p, pool := openPGState(t)
 	if err := saTx(t.Context(), ds, "acme", saAlice, "org:acme#owner@user:dev|alice", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +152,7 @@ func TestAttackPGStateOpenTransaction(t *testing.T) {
 // commits a write under bob. The read after the move must not return the
 // grouped read of the old horizon, and bob's state must change.
 func TestAttackPGStateHorizonMove(t *testing.T) {
-	ds, p, pool := saPG(t)
+	ds, p, pool := openPGState(t)
 	before := saRead(t, p)
 	for range maxTransactionsAboveHorizon + 1 {
 		if _, err := pool.Exec(t.Context(), `INSERT INTO relation_tuple_transaction DEFAULT VALUES`); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/tuple"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,24 +108,7 @@ func TestCoalescedObservesEachRead(t *testing.T) {
 // returns the previous read again while no write has added a row, without
 // running the grouped query, and reads the rows again after a write.
 func TestPGStateReusesUnchangedRead(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	if err := store.Migrate(t.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	ds, err := NewPostgresDatastore(t.Context(), PostgresConfig{URL: url})
-	if err != nil {
-		t.Fatalf("open datastore: %v", err)
-	}
-	t.Cleanup(func() { ds.Close() })
-	pool, err := pgxpool.New(t.Context(), url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	p, err := newPGTransactions(t.Context(), pool)
-	if err != nil {
-		t.Fatalf("read horizon: %v", err)
-	}
+	ds, p, _ := openPGState(t)
 
 	writeRels(t, ds, tuple.UpdateOperationTouch, "org:acme#owner@user:dev|alice")
 	first, err := p.read(t.Context())
@@ -154,4 +138,29 @@ func TestPGStateReusesUnchangedRead(t *testing.T) {
 	if third.whole() == first.whole() || third.org("acme") == first.org("acme") {
 		t.Errorf("state unchanged after a write: %q", third.org("acme"))
 	}
+}
+
+// openPGState opens a migrated database, a SpiceDB datastore on it and a state
+// reader.
+func openPGState(t *testing.T) (datastore.Datastore, *pgTransactions, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	if err := store.Migrate(t.Context(), store.Config{URL: url}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	ds, err := NewPostgresDatastore(t.Context(), PostgresConfig{URL: url})
+	if err != nil {
+		t.Fatalf("open datastore: %v", err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	p, err := newPGTransactions(t.Context(), pool)
+	if err != nil {
+		t.Fatalf("read horizon: %v", err)
+	}
+	return ds, p, pool
 }

@@ -205,7 +205,7 @@ func TestAttackCheckEachMixedSubjects(t *testing.T) {
 				{Resource: doc, Permission: "view", Subject: carol},
 				{Resource: doc, Permission: "view", Subject: saEng, SubjectRelation: "member"},
 			}
-			each := func(when string, want ...bool) {
+			checkEach := func(when string, want ...bool) {
 				t.Helper()
 				ctx, err := in.a.WithResource(t.Context(), doc)
 				if err != nil {
@@ -221,19 +221,19 @@ func TestAttackCheckEachMixedSubjects(t *testing.T) {
 					}
 				}
 			}
-			each("first", true, false, false, true)
-			each("cached", true, false, false, true)
+			checkEach("first", true, false, false, true)
+			checkEach("cached", true, false, false, true)
 			for i := range 3 {
 				saWrite(t, in.b, saAcme(t.Context()), touch(saProject, "viewer", bob))
-				each(fmt.Sprintf("round %d, bob given a role", i), true, true, false, true)
+				checkEach(fmt.Sprintf("round %d, bob given a role", i), true, true, false, true)
 				saWrite(t, in.b, saAcme(t.Context()), touch(saLink, "holder", carol))
-				each(fmt.Sprintf("round %d, carol redeemed", i), true, true, true, true)
+				checkEach(fmt.Sprintf("round %d, carol redeemed", i), true, true, true, true)
 				saWrite(t, in.b, saAcme(t.Context()), saDelete(touch(acme, "app", saBilling)))
-				each(fmt.Sprintf("round %d, billing lost app", i), false, true, true, true)
+				checkEach(fmt.Sprintf("round %d, billing lost app", i), false, true, true, true)
 				saWrite(t, in.b, saAcme(t.Context()), saDelete(touch(saProject, "viewer", bob)), saDelete(touch(saLink, "holder", carol)))
-				each(fmt.Sprintf("round %d, bob and carol removed", i), false, false, false, true)
+				checkEach(fmt.Sprintf("round %d, bob and carol removed", i), false, false, false, true)
 				saWrite(t, in.b, saAcme(t.Context()), touch(acme, "app", saBilling))
-				each(fmt.Sprintf("round %d, billing has app again", i), true, false, false, true)
+				checkEach(fmt.Sprintf("round %d, billing has app again", i), true, false, false, true)
 			}
 		})
 	}
