@@ -134,6 +134,7 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
+	server.TuneRuntime(logger)
 
 	file := &config.File{}
 	if opts.configPath != "" {

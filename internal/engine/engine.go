@@ -69,9 +69,9 @@ type Engine struct {
 	// Permissions is the v1 permissions API, served in-process.
 	Permissions v1.PermissionsServiceClient
 
-	embedded *embedded.Permissions
-	results  *resultCache  // nil when off
-	pool     *pgxpool.Pool // reads the state for the result cache; nil unless PostgresURL
+	embedded *embedded.Permissions // reads pinnedDatastore
+	results  *resultCache          // nil when off
+	pool     *pgxpool.Pool         // reads the state for the result cache; nil unless PostgresURL
 	schema   v1.SchemaServiceClient
 	ds       datastore.Datastore
 	reads    datastore.Datastore // ds, through the read cache when it is on
@@ -197,7 +197,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 
-	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: e.reads})
+	pinned, err := newPinnedDatastore(e.reads)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.embedded, err = embedded.NewPermissions(embedded.Config{Datastore: pinned})
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("create in-process checker: %w", err)

@@ -133,18 +133,23 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 	return d, nil
 }
 
-// checkPinned evaluates req at the revision pinned for state.
+// checkPinned evaluates req at the revision pinned for state, with
+// SpiceDB's in-process checker (see pinnedDatastore). The pin is younger
+// than maxPinAge, well inside the datastore's garbage collection window,
+// so the revision needs none of the checks that the v1 API makes of a
+// consistency token. The decision carries the pin's token, as the v1 API's
+// would.
 func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string) (Decision, error) {
 	p, err := e.pinFor(ctx, state)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
-	d, err := e.checkAt(ctx, req, p.consistency)
-	if isRejectedRevision(err) {
-		e.unpin(state)
-		return e.checkAPI(ctx, req, Consistency{})
+	d, err := e.CheckInProcess(withHead(ctx, p.head), req)
+	if err != nil {
+		return Decision{}, err
 	}
-	return d, err
+	d.Token = p.consistency.GetAtExactSnapshot().GetToken()
+	return d, nil
 }
 
 func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, c Consistency) (Decision, error) {
@@ -175,9 +180,10 @@ func (e *Engine) checkAt(ctx context.Context, req CheckRequest, consistency *v1.
 	return d, nil
 }
 
-// CheckInProcess evaluates req with SpiceDB's in-process checker, always at
-// the newest snapshot (full consistency), skipping gRPC. req.Consistency is
-// ignored. The returned Decision has no Token.
+// CheckInProcess evaluates req with SpiceDB's in-process checker at the
+// newest snapshot (full consistency), skipping gRPC, or at the head that
+// withHead put in ctx. req.Consistency is ignored. The returned Decision
+// has no Token.
 func (e *Engine) CheckInProcess(ctx context.Context, req CheckRequest) (Decision, error) {
 	res, err := e.embedded.Check(ctx, embedded.CheckRequest{
 		ResourceType:    req.Resource.Type,

@@ -23,6 +23,7 @@ import (
 // other orgs change.
 type pin struct {
 	rev         datastore.Revision
+	head        datastore.RevisionWithSchemaHash // rev, as the in-process checker reads it
 	consistency *v1.Consistency
 }
 
@@ -56,7 +57,7 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 	if err != nil {
 		return pin{}, fmt.Errorf("encode head revision: %w", err)
 	}
-	p := pin{rev: head.Revision, consistency: &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}}
+	p := pin{rev: head.Revision, head: head, consistency: &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}}
 	e.results.pins.Set(state, p)
 	return p, nil
 }

@@ -338,20 +338,20 @@ func (s pgSnapshot) subject(org, subject string) string {
 // coalesced shares state reads between concurrent callers without ever
 // handing a caller a read that started before it asked. A caller joins the
 // next read; one read runs at a time, and when it ends, the next one starts
-// for everyone who arrived meanwhile. SpiceDB's own deduplication lets a
+// for everyone who arrived meanwhile, at least stateReadInterval after the
+// last one started. SpiceDB's own deduplication lets a
 // caller join a read already running, which can predate a write that has
 // returned, so it is not used here.
 type coalesced struct {
 	reader stateReader
 
 	// durations, when not nil, observes how long each successful read
-	// took. Every
-	// check and lookup with a result cache waits for one read that starts
-	// after it arrived, so a slow read delays them all.
+	// took. Every check and lookup with a result cache waits for one read
+	// that starts after it arrived, so a slow read delays them all.
 	durations prometheus.Observer
 
 	mu      sync.Mutex
-	next    *stateCall // the read that starts after the running one
+	next    *stateCall // the read that callers join: it has not started
 	running bool
 }
 
@@ -361,6 +361,13 @@ type stateCall struct {
 	state snapshot
 	err   error
 }
+
+// stateReadInterval is the shortest time between the starts of two state
+// reads. Under load a read would otherwise start as soon as the last one
+// ended, at a cost to PostgreSQL and to Gatehouse per read, whatever the
+// number of callers it serves. Waiting lets more callers share each read,
+// and adds at most this much to a caller's wait.
+const stateReadInterval = 500 * time.Microsecond
 
 // readTimeout bounds one shared read, which outlives any one caller.
 const readTimeout = 10 * time.Second
@@ -373,8 +380,7 @@ func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 	call := c.next
 	if !c.running {
 		c.running = true
-		c.next = nil
-		go c.run(call)
+		go c.run()
 	}
 	c.mu.Unlock()
 
@@ -386,20 +392,17 @@ func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 	}
 }
 
-// run performs call, then each read that callers joined meanwhile.
-func (c *coalesced) run(call *stateCall) {
+// run performs the next read while callers wait for one. It takes the
+// read from next only when the read starts, so that callers who arrive
+// while it waits for stateReadInterval join it.
+func (c *coalesced) run() {
+	var last time.Time
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-		began := time.Now()
-		call.state, call.err = c.reader.read(ctx)
-		if c.durations != nil && call.err == nil {
-			c.durations.Observe(time.Since(began).Seconds())
+		if wait := stateReadInterval - time.Since(last); wait > 0 {
+			time.Sleep(wait)
 		}
-		cancel()
-		close(call.done)
-
 		c.mu.Lock()
-		call = c.next
+		call := c.next
 		c.next = nil
 		if call == nil {
 			c.running = false
@@ -407,6 +410,15 @@ func (c *coalesced) run(call *stateCall) {
 			return
 		}
 		c.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		last = time.Now()
+		call.state, call.err = c.reader.read(ctx)
+		if c.durations != nil && call.err == nil {
+			c.durations.Observe(time.Since(last).Seconds())
+		}
+		cancel()
+		close(call.done)
 	}
 }
 

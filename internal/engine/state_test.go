@@ -164,3 +164,44 @@ func openPGState(t *testing.T) (datastore.Datastore, *pgTransactions, *pgxpool.P
 	}
 	return ds, p, pool
 }
+
+// timedReader records when each read starts.
+type timedReader struct {
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (r *timedReader) read(ctx context.Context) (snapshot, error) {
+	r.mu.Lock()
+	r.starts = append(r.starts, time.Now())
+	r.mu.Unlock()
+	return wholeOnly("s"), nil
+}
+
+func TestCoalescedKeepsReadsApart(t *testing.T) {
+	reader := &timedReader{}
+	c := &coalesced{reader: reader}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 50 {
+				if _, err := c.read(context.Background()); err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(reader.starts) >= 16*50 {
+		t.Errorf("%d reads for %d calls, want fewer", len(reader.starts), 16*50)
+	}
+	// The run loop notes the time just before it calls read, so a gap
+	// may look a little shorter than the interval from here.
+	minGap := stateReadInterval * 9 / 10
+	for i := 1; i < len(reader.starts); i++ {
+		if gap := reader.starts[i].Sub(reader.starts[i-1]); gap < minGap {
+			t.Fatalf("reads %d and %d started %s apart, want at least %s", i-1, i, gap, stateReadInterval)
+		}
+	}
+}

@@ -512,7 +512,9 @@ func (r *run) runChecks(ctx context.Context) {
 	if peak.Throughput > 0 {
 		r.report.OpenLoopRate = peak.Throughput * r.cfg.OpenLoopFraction
 		r.logger.Info("scenario", "scenario", scenarioOpenLoop, "system", systemGatehouse, "rate", int(r.report.OpenLoopRate))
+		stopProfile := r.cpuProfile("gatehouse-open-loop")()
 		open := openLoop(ctx, r.logger, scenarioOpenLoop, systemGatehouse, r.report.OpenLoopRate, r.cfg.Warmup, r.cfg.Duration, 8*r.cfg.Workers, r.servers, r.gatehouseCheck)
+		stopProfile()
 		r.report.OpenLoop = &open
 	}
 

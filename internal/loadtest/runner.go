@@ -3,6 +3,9 @@ package loadtest
 import (
 	"context"
 	"log/slog"
+	"math"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,12 +70,37 @@ func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wro
 	}
 }
 
+// gcHeadroom is how much the load generator's heap may grow during one
+// scenario before its garbage collector runs after all.
+const gcHeadroom = 2 << 30
+
+// pauseGC collects the load generator's garbage and turns its collector
+// off until the returned function runs, unless the heap grows by
+// gcHeadroom first. The generator holds the dataset and the oracle, some
+// hundreds of MiB at 1M relationships. Marking them takes the collector
+// a good part of a second of CPU, which it would take from the servers
+// on the same machine, in bursts that the open-loop scenarios would
+// measure as the servers' latency.
+func pauseGC() (resume func()) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	percent := debug.SetGCPercent(-1)
+	limit := debug.SetMemoryLimit(int64(min(m.HeapAlloc+gcHeadroom, math.MaxInt64)))
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+		runtime.GC()
+	}
+}
+
 // closedLoop runs op once alone, then from cfg.Workers workers, each
 // starting its next request as soon as the last one returns: first for
 // cfg.Warmup, whose requests count towards wrong answers and errors only,
 // then for cfg.Duration. It measures the servers' peak RSS over all of it
 // when cfg.Memory is set.
 func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit string, cfg closedLoopConfig, op operation) Result {
+	defer pauseGC()()
 	// Return the memory that earlier scenarios left behind, so that the
 	// peak reflects this scenario.
 	rssKnown := cfg.Memory != nil && cfg.Memory.resetPeak()
@@ -148,6 +176,7 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 // other request in flight holds, as in closedLoop. memory, when not nil,
 // measures the servers' peak RSS.
 func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, warmup, duration time.Duration, maxOutstanding int, memory memoryProbe, op operation) Result {
+	defer pauseGC()()
 	rssKnown := memory != nil && memory.resetPeak()
 	var warm, timed counters
 	var mu sync.Mutex

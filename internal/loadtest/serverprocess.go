@@ -46,8 +46,8 @@ const (
 // standard output: "ok", "ok VALUE" or "error MESSAGE".
 const (
 	commandHead         = "head"          // ok REVISION: the datastore's head revision
-	commandProfileStart = "profile-start" // profile-start PATH: start a CPU profile into PATH
-	commandProfileStop  = "profile-stop"  // stop the CPU profile and write it
+	commandProfileStart = "profile-start" // profile-start PATH: start a CPU profile into PATH, and snapshot allocations
+	commandProfileStop  = "profile-stop"  // stop the CPU profile and write it and the allocations since the start
 	commandStopSpiceDB  = "stop-spicedb"  // stop the raw SpiceDB server, leave Gatehouse running
 	commandFreeMemory   = "free-memory"   // collect garbage and return memory to the kernel
 )
@@ -92,6 +92,8 @@ func ServeProcess() int {
 // writes the hello line to out, and runs the commands read from in until
 // in ends.
 func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
+	// The same garbage collector settings as gatehouse serve.
+	server.TuneRuntime(logger)
 	datastore := os.Getenv(serveEnv)
 	databaseURL := os.Getenv(serveDatabaseEnv)
 	switch {
@@ -137,6 +139,7 @@ func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
 	}
 
 	var profile *os.File
+	var allocsPath string
 	defer func() {
 		if profile != nil {
 			pprof.StopCPUProfile()
@@ -174,13 +177,15 @@ func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
 				break
 			}
 			profile = f
+			allocsPath = strings.TrimSuffix(arg, ".pprof")
+			err = writeAllocs(allocsPath + "-allocs-start.pprof")
 		case commandProfileStop:
 			if profile == nil {
 				err = errors.New("no profile is running")
 				break
 			}
 			pprof.StopCPUProfile()
-			err = profile.Close()
+			err = errors.Join(profile.Close(), writeAllocs(allocsPath+"-allocs.pprof"))
 			profile = nil
 		case commandFreeMemory:
 			debug.FreeOSMemory()
@@ -202,6 +207,17 @@ func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
 		}
 	}
 	return scanner.Err()
+}
+
+// writeAllocs writes the allocation profile since the process started to
+// path. The difference between two of them (pprof's -base) gives
+// what a scenario allocated.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
 }
 
 // serverProcess is the parent's handle on a child that runs the servers.

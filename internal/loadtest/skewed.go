@@ -85,9 +85,11 @@ func (r *run) runSkewedChecks(ctx context.Context) {
 	open := newSkewedPicker(questions, maxOutstanding, seed)
 	r.report.SkewedOpenLoopRate = peak.Throughput * r.cfg.OpenLoopFraction
 	r.logger.Info("scenario", "scenario", scenarioSkewedOpenLoop, "system", systemGatehouse, "rate", int(r.report.SkewedOpenLoopRate))
+	stopProfile := r.cpuProfile("gatehouse-skewed-open-loop")()
 	res := openLoop(ctx, r.logger, scenarioSkewedOpenLoop, systemGatehouse, r.report.SkewedOpenLoopRate, r.cfg.Warmup, r.cfg.Duration, maxOutstanding, r.servers,
 		func(ctx context.Context, worker int) (int, int, error) {
 			return r.gatehouseCheckAt(ctx, open.next(worker))
 		})
+	stopProfile()
 	r.report.SkewedOpenLoop = &res
 }

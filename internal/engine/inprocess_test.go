@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"log/slog"
+	"testing"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"github.com/authzed/spicedb/pkg/datastore"
+
+	"github.com/gatehouse-authz/gatehouse/internal/object"
+	"github.com/gatehouse-authz/gatehouse/schema"
+)
+
+func newMemoryEngine(t *testing.T) *Engine {
+	t.Helper()
+	e, err := New(t.Context(), Config{Schema: schema.Text, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("start engine: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	return e
+}
+
+func TestPinnedDatastoreReportsThePinnedHead(t *testing.T) {
+	e := newMemoryEngine(t)
+	ctx := t.Context()
+	pinned, err := newPinnedDatastore(e.reads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := pinned.HeadRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeViewer(t, e, "d1", "alice")
+	head, err := pinned.HeadRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !head.Revision.GreaterThan(first.Revision) {
+		t.Fatalf("head %s after a write is not after %s", head.Revision, first.Revision)
+	}
+	got, err := pinned.HeadRevision(withHead(ctx, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Revision.Equal(first.Revision) {
+		t.Errorf("head with a pin = %s, want the pinned %s", got.Revision, first.Revision)
+	}
+
+	// A check pinned before the write does not see it; one at the head does.
+	req := CheckRequest{Resource: object.Ref{Type: "document", ID: "d1"}, Permission: "view", Subject: object.Ref{Type: "user", ID: "alice"}}
+	before, err := e.CheckInProcess(withHead(ctx, first), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.CheckInProcess(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Allowed || !after.Allowed {
+		t.Errorf("allowed before the write = %v, after = %v; want false, true", before.Allowed, after.Allowed)
+	}
+}
+
+func TestDefinitionsAreKeptOncePerWrite(t *testing.T) {
+	e := newMemoryEngine(t)
+	ctx := t.Context()
+	pinned, err := newPinnedDatastore(e.reads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() []datastore.RevisionedNamespace {
+		t.Helper()
+		head, err := pinned.HeadRevision(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs, err := pinned.SnapshotReader(head.Revision).LegacyLookupNamespacesWithNames(ctx, []string{"document", "project"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(defs) != 2 {
+			t.Fatalf("read %d definitions, want 2", len(defs))
+		}
+		return defs
+	}
+	first := read()
+	writeViewer(t, e, "d1", "alice")
+	second := read()
+	for i := range first {
+		if first[i].Definition != second[i].Definition {
+			t.Errorf("definition %q read at two revisions is kept twice", first[i].Definition.GetName())
+		}
+	}
+	again := read()
+	again[0].Definition = nil // a caller's change to its copy of the list
+	if kept := read(); kept[0].Definition == nil {
+		t.Error("a caller's change to the returned list reached the cache")
+	}
+}
+
+// writeViewer makes user a viewer of document id.
+func writeViewer(t *testing.T, e *Engine, id, user string) {
+	t.Helper()
+	_, err := e.Write(t.Context(), []*v1.RelationshipUpdate{{
+		Operation: v1.RelationshipUpdate_OPERATION_TOUCH,
+		Relationship: &v1.Relationship{
+			Resource: &v1.ObjectReference{ObjectType: "document", ObjectId: id},
+			Relation: "viewer",
+			Subject:  &v1.SubjectReference{Object: &v1.ObjectReference{ObjectType: "user", ObjectId: user}},
+		},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
