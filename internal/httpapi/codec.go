@@ -32,24 +32,18 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		problem.Write(w, status, detail)
 		return false
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		problem.Write(w, http.StatusBadRequest, "request body is empty")
+		return false
+	}
 	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
 		problem.Write(w, http.StatusBadRequest, err.Error())
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	// checkKeys has rejected unknown and repeated keys and trailing data.
+	if err := json.Unmarshal(data, v); err != nil {
 		status, detail := describeDecodeError(err, a.maxBody)
 		problem.Write(w, status, detail)
-		return false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			problem.Write(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.maxBody))
-			return false
-		}
-		problem.Write(w, http.StatusBadRequest, "request body must contain a single JSON object")
 		return false
 	}
 	return true
@@ -64,6 +58,9 @@ func describeDecodeError(err error, limit int64) (int, string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)
 	case errors.Is(err, io.EOF):
 		return http.StatusBadRequest, "request body is empty"
+	case errors.As(err, &syntaxErr) && syntaxErr.Error() == "unexpected end of JSON input":
+		// json.Unmarshal's word for a document cut short.
+		return http.StatusBadRequest, "request body is truncated JSON"
 	case errors.As(err, &syntaxErr):
 		return http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON (at byte %d)", syntaxErr.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -3,9 +3,12 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
+	"sync"
 )
 
 // checkKeys rejects what encoding/json would quietly accept in data, a
@@ -20,6 +23,11 @@ func checkKeys(data []byte, t reflect.Type) error {
 	err := walkValue(dec, t)
 	if _, ok := err.(*keyError); ok {
 		return err
+	}
+	if err == nil {
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return &keyError{"request body must contain a single JSON object"}
+		}
 	}
 	return nil
 }
@@ -93,9 +101,23 @@ func walkValue(dec *json.Decoder, t reflect.Type) error {
 	return nil
 }
 
+// fieldsByType holds jsonFields' answer for each struct type it was asked
+// about. The request types are few and fixed.
+var fieldsByType sync.Map // reflect.Type to map[string]reflect.Type
+
 // jsonFields maps the exact JSON names of t's fields, including those
-// promoted from embedded structs, to their types.
+// promoted from embedded structs, to their types. The map is shared: do
+// not change it.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if fields, ok := fieldsByType.Load(t); ok {
+		return fields.(map[string]reflect.Type)
+	}
+	fields := structFields(t)
+	fieldsByType.Store(t, fields)
+	return fields
+}
+
+func structFields(t reflect.Type) map[string]reflect.Type {
 	fields := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)

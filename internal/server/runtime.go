@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // DefaultGCPercent is the garbage collector's target that TuneRuntime sets
@@ -26,12 +28,16 @@ const DefaultGCPercent = 400
 // outside the heap.
 const memoryLimitRatio = 0.9
 
-// TuneRuntime sets the garbage collector for serving: DefaultGCPercent
-// unless GOGC is set, and, unless GOMEMLIMIT is set, a soft memory limit
-// of 90% of the container's (cgroup) memory limit when there is one, so
-// that the larger heap makes the collector run sooner rather than the
-// process run out of memory. It logs what it set.
+// TuneRuntime sets the process up for serving. It sets the garbage
+// collector's target to DefaultGCPercent unless GOGC is set, and, unless
+// GOMEMLIMIT is set, a soft memory limit of 90% of the container's
+// (cgroup) memory limit when there is one, so that the larger heap makes
+// the collector run sooner rather than the process run out of memory. It
+// logs what it set. It also installs OpenTelemetry's no-op tracer
+// provider: Gatehouse exports no traces, and without a provider every
+// span that SpiceDB starts is allocated all the same.
 func TuneRuntime(logger *slog.Logger) {
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(DefaultGCPercent)
 		logger.Debug("garbage collector target set", "gc_percent", DefaultGCPercent)
