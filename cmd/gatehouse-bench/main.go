@@ -54,7 +54,7 @@ func run() int {
 	seed := flag.Int64("seed", 1, "seed of the dataset and the queries")
 	label := flag.String("label", "", "what was measured, such as a commit, shown at the top of the report")
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
-	cpuProfile := flag.String("cpuprofile", "", "directory for CPU profiles of the server process during the check scenario of each system, one per size and datastore")
+	cpuProfile := flag.String("cpuprofile", "", "directory for CPU and allocation profiles of the server process during the check scenario of each system and during Gatehouse's open loops, per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
 	checksOnly := flag.Bool("checks-only", false, "run only the cold and skewed check scenarios (single, open loop and bulk), to compare changes to the check path")
 	flag.Parse()

@@ -21,7 +21,8 @@ import (
 //
 // The checker reads the schema's definitions at every check, which the v1
 // API serves from a cache. pinnedDatastore's readers keep the definitions
-// read at each revision: the definitions of a revision never change.
+// read at each revision, because the definitions of a revision never
+// change.
 
 // headKey is the context key of the head revision that pinnedDatastore
 // reports.
@@ -118,7 +119,7 @@ func (d pinnedDatastore) HeadRevision(ctx context.Context) (datastore.RevisionWi
 func (d pinnedDatastore) SnapshotReader(rev datastore.Revision) datastore.Reader {
 	reader := d.Datastore.SnapshotReader(rev)
 	// Encoding a PostgreSQL revision costs more than the rest of opening
-	// a reader; the read cache's reader has done it already.
+	// a reader, and the read cache's reader has done it already.
 	revKey := ""
 	if cached, ok := reader.(*cachingReader); ok {
 		revKey = cached.revKey

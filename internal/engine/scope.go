@@ -17,10 +17,10 @@ import (
 )
 
 // pin is the revision that SpiceDB evaluates the uncached checks of one
-// state at. Every check of a state then runs at the same revision. So
-// SpiceDB's dispatch cache serves the parts that they share (an org's
-// roles, a project's viewers) for as long as the state lasts, even while
-// other orgs change.
+// state at. Every check of a state then runs at the same revision. So the
+// relationship read cache serves what they share (an org's roles, a
+// project's viewers) for as long as the state lasts, even while other orgs
+// change.
 type pin struct {
 	rev         datastore.Revision
 	head        datastore.RevisionWithSchemaHash // rev, as the in-process checker reads it

@@ -351,7 +351,7 @@ type coalesced struct {
 	durations prometheus.Observer
 
 	mu      sync.Mutex
-	next    *stateCall // the read that callers join: it has not started
+	next    *stateCall // the read that new callers join, not yet started
 	running bool
 }
 

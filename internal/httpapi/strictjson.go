@@ -101,13 +101,13 @@ func walkValue(dec *json.Decoder, t reflect.Type) error {
 	return nil
 }
 
-// fieldsByType holds jsonFields' answer for each struct type it was asked
-// about. The request types are few and fixed.
+// fieldsByType caches the result of jsonFields per struct type. The
+// request types are few and fixed.
 var fieldsByType sync.Map // reflect.Type to map[string]reflect.Type
 
 // jsonFields maps the exact JSON names of t's fields, including those
-// promoted from embedded structs, to their types. The map is shared: do
-// not change it.
+// promoted from embedded structs, to their types. The map is shared, so
+// callers must not change it.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
 	if fields, ok := fieldsByType.Load(t); ok {
 		return fields.(map[string]reflect.Type)
