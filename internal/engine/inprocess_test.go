@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"log/slog"
 	"testing"
 
@@ -101,6 +102,23 @@ func TestDefinitionsAreKeptOncePerWrite(t *testing.T) {
 	again[0].Definition = nil // a caller's change to its copy of the list
 	if kept := read(); kept[0].Definition == nil {
 		t.Error("a caller's change to the returned list reached the cache")
+	}
+}
+
+func TestPinnedCheckRejectsUnknownNames(t *testing.T) {
+	e := newMemoryEngine(t)
+	alice := object.Ref{Type: "user", ID: "alice"}
+	tests := map[string]CheckRequest{
+		"permission":    {Resource: object.Ref{Type: "document", ID: "d1"}, Permission: "fly", Subject: alice},
+		"resource type": {Resource: object.Ref{Type: "spaceship", ID: "d1"}, Permission: "view", Subject: alice},
+	}
+	for name, req := range tests {
+		t.Run(name, func(t *testing.T) {
+			d, err := e.Check(t.Context(), req)
+			if !errors.Is(err, ErrPreconditionFailed) {
+				t.Errorf("check = %+v, %v; want ErrPreconditionFailed", d, err)
+			}
+		})
 	}
 }
 

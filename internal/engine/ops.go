@@ -145,11 +145,25 @@ func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}
 	d, err := e.CheckInProcess(withHead(ctx, p.head), req)
-	if err != nil {
+	switch {
+	case err == nil:
+		d.Token = p.consistency.GetAtExactSnapshot().GetToken()
+		return d, nil
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrMaxDepth):
 		return Decision{}, err
 	}
-	d.Token = p.consistency.GetAtExactSnapshot().GetToken()
-	return d, nil
+	// Other errors are requests that the schema does not allow, such as an
+	// unknown permission. The v1 API validates the request and classifies
+	// its errors (ErrPreconditionFailed), so it gives the caller's error.
+	// NOTE: the in-process checker denies, without an error, a subject of
+	// a type or relation that the schema lacks; authz validates subjects
+	// before any check reaches the engine.
+	d, err = e.checkAt(ctx, req, p.consistency)
+	if isRejectedRevision(err) {
+		e.unpin(state)
+		return e.checkAPI(ctx, req, Consistency{})
+	}
+	return d, err
 }
 
 func (e *Engine) checkAPI(ctx context.Context, req CheckRequest, c Consistency) (Decision, error) {
