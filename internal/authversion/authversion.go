@@ -21,7 +21,13 @@ type Change struct {
 // Store keeps versions. Implementations are safe for concurrent use.
 type Store interface {
 	// Get returns principal's current version (Initial if it never rose).
+	// It may come from a cache that lags the store by the time a change
+	// takes to reach this instance.
 	Get(ctx context.Context, principal string) (int64, error)
+
+	// Latest returns principal's version as the store holds it now,
+	// bypassing any cache.
+	Latest(ctx context.Context, principal string) (int64, error)
 
 	// Bump raises the version of every principal in principals by one and
 	// returns the new versions. It is atomic: all rise or none.
@@ -112,6 +118,11 @@ func (m *Memory) Get(ctx context.Context, principal string) (int64, error) {
 		return v, nil
 	}
 	return Initial, nil
+}
+
+// Latest is Get: the memory store has no cache.
+func (m *Memory) Latest(ctx context.Context, principal string) (int64, error) {
+	return m.Get(ctx, principal)
 }
 
 // Bump publishes while it holds the lock, so that subscribers see each

@@ -50,6 +50,12 @@ func (p *Postgres) Get(ctx context.Context, principal string) (int64, error) {
 		}
 	}
 
+	return p.Latest(ctx, principal)
+}
+
+// Latest reads principal's version from the database, and caches it
+// while the listener runs.
+func (p *Postgres) Latest(ctx context.Context, principal string) (int64, error) {
 	// A read that overlaps a cache reset may predate a change that the
 	// reset's missed notifications carried: cache it only if no reset
 	// happened since it began.

@@ -2,28 +2,17 @@ package engine
 
 import (
 	"errors"
-	"log/slog"
 	"testing"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"github.com/authzed/spicedb/pkg/datastore"
 
 	"github.com/gatehouse-authz/gatehouse/internal/object"
-	"github.com/gatehouse-authz/gatehouse/schema"
 )
 
 func newMemoryEngine(t *testing.T) *Engine {
 	t.Helper()
-	e, err := New(t.Context(), Config{Schema: schema.Text, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("start engine: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
-	})
-	return e
+	return rvStart(t, Config{})
 }
 
 func TestPinnedDatastoreReportsThePinnedHead(t *testing.T) {

@@ -156,7 +156,7 @@ func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string
 	// unknown permission. The v1 API validates the request and classifies
 	// its errors (ErrPreconditionFailed), so it gives the caller's error.
 	// NOTE: the in-process checker denies, without an error, a subject of
-	// a type or relation that the schema lacks; authz validates subjects
+	// a type or relation that the schema lacks. authz validates subjects
 	// before any check reaches the engine.
 	d, err = e.checkAt(ctx, req, p.consistency)
 	if isRejectedRevision(err) {

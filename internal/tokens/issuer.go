@@ -115,7 +115,10 @@ func (i *Issuer) Mint(ctx context.Context, principal string, notAfter time.Time,
 	if err != nil {
 		return Minted{}, err
 	}
-	version, err := i.versions.Get(ctx, principal)
+	// Mint with the database's version, not this instance's cache. A
+	// change made on another instance may not have reached the cache yet,
+	// and a token minted with the older version would go stale when it did.
+	version, err := i.versions.Latest(ctx, principal)
 	if err != nil {
 		return Minted{}, err
 	}
@@ -307,6 +310,13 @@ func (i *Issuer) CheckVersionClaims(ctx context.Context, claims map[string]json.
 	current, err := i.versions.Get(ctx, principal)
 	if err != nil {
 		return fmt.Errorf("read auth version: %w", err)
+	}
+	if version > current {
+		// Another instance minted the token after a change that has not
+		// reached this instance's cache yet, so ask the database.
+		if current, err = i.versions.Latest(ctx, principal); err != nil {
+			return fmt.Errorf("read auth version: %w", err)
+		}
 	}
 	switch {
 	case version < current:

@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"testing"
@@ -146,5 +147,60 @@ func TestCheckVersionStale(t *testing.T) {
 	}
 	if err := issuer.CheckVersion(t.Context(), token, "user:corp|alice"); !errors.Is(err, tokens.ErrStale) {
 		t.Errorf("after a bump: err = %v, want ErrStale", err)
+	}
+}
+
+// laggingVersions is a version store whose cache (Get) still has the
+// versions of before the last bumps, as an instance does until another
+// instance's change reaches it.
+type laggingVersions struct {
+	authversion.Store
+	cached map[string]int64
+}
+
+func (l *laggingVersions) Get(_ context.Context, principal string) (int64, error) {
+	return l.cached[principal], nil
+}
+
+func TestMintAndCheckReadPastALaggingCache(t *testing.T) {
+	store := authversion.NewMemory()
+	ctx := t.Context()
+	const alice = "user:corp|alice"
+	if _, err := store.Bump(ctx, []string{alice}); err != nil {
+		t.Fatal(err)
+	}
+	versions := &laggingVersions{Store: store, cached: map[string]int64{alice: authversion.Initial}}
+	issuer, err := tokens.NewIssuer(tokens.Config{URL: issuerURL}, tokens.NewMemoryKeys(), versions)
+	if err != nil {
+		t.Fatalf("NewIssuer: %v", err)
+	}
+	m, err := issuer.Mint(ctx, alice, time.Time{}, "")
+	if err != nil {
+		t.Fatalf("Mint: %v", err)
+	}
+	token, err := verify(t, issuer, m.Token)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	var claims struct {
+		AV int64 `json:"av"`
+	}
+	if err := token.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.AV != authversion.Initial+1 {
+		t.Errorf("minted with av %d, want the store's %d, not the cache's", claims.AV, authversion.Initial+1)
+	}
+	// An instance whose cache lags accepts it after asking the store.
+	if err := issuer.CheckVersion(ctx, token, alice); err != nil {
+		t.Errorf("token minted after a bump that the cache lacks: %v", err)
+	}
+
+	if _, err := store.Bump(ctx, []string{alice}); err != nil {
+		t.Fatal(err)
+	}
+	versions.cached[alice] = authversion.Initial + 2
+	if err := issuer.CheckVersion(ctx, token, alice); !errors.Is(err, tokens.ErrStale) {
+		t.Errorf("after another bump: err = %v, want ErrStale", err)
 	}
 }
