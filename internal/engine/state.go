@@ -339,7 +339,8 @@ func (s pgSnapshot) subject(org, subject string) string {
 // handing a caller a read that started before it asked. A caller joins the
 // next read; one read runs at a time, and when it ends, the next one starts
 // for everyone who arrived meanwhile, at least stateReadInterval after the
-// last one started. SpiceDB's own deduplication lets a
+// last one started if that one served several callers. SpiceDB's own
+// deduplication lets a
 // caller join a read already running, which can predate a write that has
 // returned, so it is not used here.
 type coalesced struct {
@@ -357,17 +358,22 @@ type coalesced struct {
 
 // stateCall is one shared read.
 type stateCall struct {
-	done  chan struct{}
-	state snapshot
-	err   error
+	done    chan struct{}
+	callers int // guarded by coalesced.mu until the read starts
+	state   snapshot
+	err     error
 }
 
-// stateReadInterval is the shortest time between the starts of two state
-// reads. Under load a read would otherwise start as soon as the last one
-// ended, at a cost to PostgreSQL and to Gatehouse per read, whatever the
-// number of callers it serves. Waiting lets more callers share each read,
-// and adds at most this much to a caller's wait.
-const stateReadInterval = 500 * time.Microsecond
+// stateReadInterval is the shortest time between the start of a read that
+// several callers shared and the start of the next. Under load a read
+// would otherwise start as soon as the last one ended, at a cost to
+// PostgreSQL and to Gatehouse per read, whatever the number of callers it
+// serves. Waiting lets more callers share each read, and adds at most this
+// much to a caller's wait. A read that served one caller is not followed
+// by a wait, so a lone client's requests are not slowed. Go's timers on
+// Linux round a shorter sleep up to about a millisecond, so a shorter
+// interval would not be kept.
+const stateReadInterval = time.Millisecond
 
 // readTimeout bounds one shared read, which outlives any one caller.
 const readTimeout = 10 * time.Second
@@ -378,6 +384,7 @@ func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 		c.next = &stateCall{done: make(chan struct{})}
 	}
 	call := c.next
+	call.callers++
 	if !c.running {
 		c.running = true
 		go c.run()
@@ -397,8 +404,9 @@ func (c *coalesced) read(ctx context.Context) (snapshot, error) {
 // while it waits for stateReadInterval join it.
 func (c *coalesced) run() {
 	var last time.Time
+	shared := false // the last read served more than one caller
 	for {
-		if wait := stateReadInterval - time.Since(last); wait > 0 {
+		if wait := stateReadInterval - time.Since(last); shared && wait > 0 {
 			time.Sleep(wait)
 		}
 		c.mu.Lock()
@@ -409,6 +417,7 @@ func (c *coalesced) run() {
 			c.mu.Unlock()
 			return
 		}
+		shared = call.callers > 1
 		c.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
