@@ -165,8 +165,9 @@ func openPGState(t *testing.T) (datastore.Datastore, *pgTransactions, *pgxpool.P
 	return ds, p, pool
 }
 
-// timedReader records when each read starts.
+// timedReader records when each read starts, and takes delay.
 type timedReader struct {
+	delay  time.Duration
 	mu     sync.Mutex
 	starts []time.Time
 }
@@ -175,11 +176,13 @@ func (r *timedReader) read(ctx context.Context) (snapshot, error) {
 	r.mu.Lock()
 	r.starts = append(r.starts, time.Now())
 	r.mu.Unlock()
+	time.Sleep(r.delay)
 	return wholeOnly("s"), nil
 }
 
 func TestCoalescedKeepsSharedReadsApart(t *testing.T) {
-	reader := &timedReader{}
+	// Reads that take a while make callers wait together.
+	reader := &timedReader{delay: 200 * time.Microsecond}
 	c := &coalesced{reader: reader}
 	var wg sync.WaitGroup
 	for range 16 {
