@@ -48,9 +48,9 @@ type defKey struct {
 // revision it was written at.
 type writtenKey struct{ name, written string }
 
-// definitions keeps the definitions read at each revision. Each revision
-// reads them again, but the definitions that were written at the same
-// revision are kept once.
+// definitions caches the definitions read at each revision. Each revision
+// reads them again, but a definition written at one revision is stored
+// once, whatever the revisions it was read at.
 type definitions struct {
 	sets    *otter.Cache[defKey, []datastore.RevisionedNamespace]
 	written *otter.Cache[writtenKey, *core.NamespaceDefinition]
@@ -71,24 +71,25 @@ func newDefinitions() (*definitions, error) {
 	return &definitions{sets: sets, written: written}, nil
 }
 
-// put keeps found as the definitions of key, each one the same as an
-// earlier read's if that read found it written at the same revision.
+// put caches found as the definitions of key. Each definition that an
+// earlier read found written at the same revision is replaced by that
+// read's copy. It returns a copy of the list for the caller.
 func (d *definitions) put(key defKey, found []datastore.RevisionedNamespace) []datastore.RevisionedNamespace {
-	kept := make([]datastore.RevisionedNamespace, len(found))
+	shared := make([]datastore.RevisionedNamespace, len(found))
 	for i, ns := range found {
-		kept[i] = ns
+		shared[i] = ns
 		if ns.Definition == nil || ns.LastWrittenRevision == nil {
 			continue
 		}
 		wk := writtenKey{name: ns.Definition.GetName(), written: ns.LastWrittenRevision.String()}
 		if def, ok := d.written.GetIfPresent(wk); ok {
-			kept[i].Definition = def
+			shared[i].Definition = def
 		} else {
 			d.written.Set(wk, ns.Definition)
 		}
 	}
-	d.sets.Set(key, kept)
-	return slices.Clone(kept)
+	d.sets.Set(key, shared)
+	return slices.Clone(shared)
 }
 
 // pinnedDatastore is the datastore that the in-process checker reads.
@@ -120,13 +121,10 @@ func (d pinnedDatastore) SnapshotReader(rev datastore.Revision) datastore.Reader
 	reader := d.Datastore.SnapshotReader(rev)
 	// Encoding a PostgreSQL revision costs more than the rest of opening
 	// a reader, and the read cache's reader has done it already.
-	revKey := ""
 	if cached, ok := reader.(*cachingReader); ok {
-		revKey = cached.revKey
-	} else {
-		revKey = rev.String()
+		return definitionReader{Reader: reader, revKey: cached.revKey, defs: d.defs}
 	}
-	return definitionReader{Reader: reader, revKey: revKey, defs: d.defs}
+	return definitionReader{Reader: reader, revKey: rev.String(), defs: d.defs}
 }
 
 // Unwrap returns the datastore that d reads through.
@@ -149,8 +147,8 @@ func (r definitionReader) LegacyReadNamespaceByName(ctx context.Context, name st
 	if err != nil {
 		return nil, nil, err
 	}
-	kept := r.defs.put(key, []datastore.RevisionedNamespace{{Definition: def, LastWrittenRevision: rev}})
-	return kept[0].Definition, rev, nil
+	shared := r.defs.put(key, []datastore.RevisionedNamespace{{Definition: def, LastWrittenRevision: rev}})
+	return shared[0].Definition, rev, nil
 }
 
 func (r definitionReader) LegacyLookupNamespacesWithNames(ctx context.Context, names []string) ([]datastore.RevisionedNamespace, error) {

@@ -57,13 +57,14 @@ func TestPinnedDatastoreReportsThePinnedHead(t *testing.T) {
 	}
 }
 
-func TestDefinitionsAreKeptOncePerWrite(t *testing.T) {
+func TestDefinitionsSharedAcrossRevisions(t *testing.T) {
 	e := newMemoryEngine(t)
 	ctx := t.Context()
 	pinned, err := newPinnedDatastore(e.reads)
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	read := func() []datastore.RevisionedNamespace {
 		t.Helper()
 		head, err := pinned.HeadRevision(ctx)
@@ -79,17 +80,19 @@ func TestDefinitionsAreKeptOncePerWrite(t *testing.T) {
 		}
 		return defs
 	}
+
 	first := read()
 	writeViewer(t, e, "d1", "alice")
 	second := read()
 	for i := range first {
 		if first[i].Definition != second[i].Definition {
-			t.Errorf("definition %q read at two revisions is kept twice", first[i].Definition.GetName())
+			t.Errorf("definition %q read at two revisions is stored twice", first[i].Definition.GetName())
 		}
 	}
+
 	again := read()
 	again[0].Definition = nil // a caller's change to its copy of the list
-	if kept := read(); kept[0].Definition == nil {
+	if cached := read(); cached[0].Definition == nil {
 		t.Error("a caller's change to the returned list reached the cache")
 	}
 }

@@ -28,14 +28,15 @@ const DefaultGCPercent = 400
 // outside the heap.
 const memoryLimitRatio = 0.9
 
-// TuneRuntime sets the process up for serving. It sets the garbage
-// collector's target to DefaultGCPercent unless GOGC is set, and, unless
-// GOMEMLIMIT is set, a soft memory limit of 90% of the container's
-// (cgroup) memory limit when there is one, so that the larger heap makes
-// the collector run sooner rather than the process run out of memory. It
-// logs what it set. It also installs OpenTelemetry's no-op tracer
-// provider: Gatehouse exports no traces, and without a provider every
-// span that SpiceDB starts is allocated all the same.
+// TuneRuntime sets the process up for serving, and logs what it set.
+//
+// It sets the garbage collector's target to DefaultGCPercent unless GOGC
+// is set. Unless GOMEMLIMIT is set, it sets a soft memory limit of 90% of
+// the container's (cgroup) memory limit, when there is one, so that the
+// larger heap makes the collector run sooner instead of running out of
+// memory. It also installs OpenTelemetry's no-op tracer provider, because
+// Gatehouse exports no traces and without a provider every span that
+// SpiceDB starts is still allocated.
 func TuneRuntime(logger *slog.Logger) {
 	otel.SetTracerProvider(noop.NewTracerProvider())
 	if _, set := os.LookupEnv("GOGC"); !set {
