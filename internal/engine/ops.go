@@ -140,7 +140,7 @@ func (e *Engine) Check(ctx context.Context, req CheckRequest) (Decision, error) 
 // consistency token. The decision carries the pin's token, as the v1 API's
 // would.
 func (e *Engine) checkPinned(ctx context.Context, req CheckRequest, state string) (Decision, error) {
-	p, err := e.pinFor(ctx, state)
+	p, state, err := e.pinForCheck(ctx, req, state)
 	if err != nil {
 		return Decision{}, fmt.Errorf("check: %w", err)
 	}

@@ -24,8 +24,8 @@ import (
 // Most of these queries do not depend on the subject, and each has one
 // result at one revision. readCache serves them from the relationships of
 // each object, read once per revision: all of them in one query when the
-// object has few (whole objects), or else those of one relation. Checks of
-// one org run at one pinned revision (see pinFor), so the checks of
+// object has few (whole objects), or else those of one relation. Checks
+// run at a few pinned revisions (see pinForCheck), so the checks of
 // different users share what they read of the objects above the resource.
 //
 // The relationships of a revision never change, so an entry is never
@@ -76,6 +76,42 @@ type readCache struct {
 	// in one query. The memory datastore scans a whole type for such a
 	// query, so on it the cache reads one relation at a time.
 	wholeObjects bool
+
+	revKeys revisionKeys
+}
+
+// revisionKeys remembers the keys of the revisions read last. A check
+// opens a reader for each step of its evaluation, all at one revision, and
+// a PostgreSQL revision encodes its snapshot again each time its key is
+// asked for.
+type revisionKeys struct {
+	mu   sync.Mutex
+	next int
+	last [8]revisionKey
+}
+
+type revisionKey struct {
+	rev datastore.Revision
+	key string
+}
+
+// of returns rev's key, rev.String(), or that of an equal revision: two
+// revisions are equal when they see the same relationships.
+func (k *revisionKeys) of(rev datastore.Revision) string {
+	k.mu.Lock()
+	for _, known := range k.last {
+		if known.rev != nil && known.rev.Equal(rev) {
+			k.mu.Unlock()
+			return known.key
+		}
+	}
+	k.mu.Unlock()
+	key := rev.String()
+	k.mu.Lock()
+	k.last[k.next] = revisionKey{rev: rev, key: key}
+	k.next = (k.next + 1) % len(k.last)
+	k.mu.Unlock()
+	return key
 }
 
 func newReadCache(bytes int, wholeObjects bool, registry prometheus.Registerer) (*readCache, error) {
@@ -123,7 +159,7 @@ type cachingDatastore struct {
 func (d cachingDatastore) SnapshotReader(rev datastore.Revision) datastore.Reader {
 	return &cachingReader{
 		open:   sync.OnceValue(func() datastore.Reader { return d.Datastore.SnapshotReader(rev) }),
-		revKey: rev.String(),
+		revKey: d.cache.revKeys.of(rev),
 		cache:  d.cache,
 	}
 }

@@ -310,3 +310,58 @@ func TestReadCacheSharesConcurrentReads(t *testing.T) {
 		t.Errorf("%d datastore queries for twenty concurrent readers of one object, want 1", n)
 	}
 }
+
+// countedRevision is a revision that counts how often its key is encoded.
+type countedRevision struct {
+	n       int
+	encoded *int
+}
+
+func (r countedRevision) String() string {
+	*r.encoded++
+	return fmt.Sprintf("rev-%d", r.n)
+}
+
+func (r countedRevision) Equal(o datastore.Revision) bool {
+	other, ok := o.(countedRevision)
+	return ok && other.n == r.n
+}
+
+func (r countedRevision) GreaterThan(o datastore.Revision) bool {
+	other, ok := o.(countedRevision)
+	return ok && r.n > other.n
+}
+
+func (r countedRevision) LessThan(o datastore.Revision) bool {
+	other, ok := o.(countedRevision)
+	return ok && r.n < other.n
+}
+
+func (countedRevision) ByteSortable() bool { return false }
+
+func TestRevisionKeysEncodeEachRevisionOnce(t *testing.T) {
+	var keys revisionKeys
+	encoded := 0
+	rev := func(n int) countedRevision { return countedRevision{n: n, encoded: &encoded} }
+
+	for range 3 {
+		if got := keys.of(rev(1)); got != "rev-1" {
+			t.Fatalf("key of revision 1 = %q", got)
+		}
+	}
+	if got := keys.of(rev(2)); got != "rev-2" {
+		t.Fatalf("key of revision 2 = %q", got)
+	}
+	if encoded != 2 {
+		t.Errorf("two revisions encoded %d times, want 2", encoded)
+	}
+
+	// More revisions than it remembers push out the oldest.
+	for n := 3; n <= 2+len(keys.last); n++ {
+		keys.of(rev(n))
+	}
+	encoded = 0
+	if got := keys.of(rev(1)); got != "rev-1" || encoded != 1 {
+		t.Errorf("key of a forgotten revision = %q after %d encodings, want rev-1 after 1", got, encoded)
+	}
+}

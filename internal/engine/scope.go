@@ -25,6 +25,15 @@ type pin struct {
 	rev         datastore.Revision
 	head        datastore.RevisionWithSchemaHash // rev, as the in-process checker reads it
 	consistency *v1.Consistency
+
+	// snap, for a shared pin, is the state read that the pin followed
+	// (see sharedPin).
+	snap snapshot
+
+	// principals, for a pin of an org's base state, gives each
+	// principal's state as of the state read that the pin followed (see
+	// pinForCheck).
+	principals func(subject string) string
 }
 
 const (
@@ -46,6 +55,104 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 	if p, ok := e.results.pins.GetIfPresent(state); ok {
 		return p, nil
 	}
+	p, err := e.readPin(ctx)
+	if err != nil {
+		return pin{}, err
+	}
+	e.results.pins.Set(state, p)
+	return p, nil
+}
+
+// pinForCheck returns the pin that req is evaluated at, and the state it
+// is kept for. pinned is the state that stateOf chose for req.
+//
+// A check on a resource of a verified org may run at an older revision than
+// the one pinned for its state. That revision must have been pinned after
+// a state read in which the check's state was the same as now: the org's
+// state, or for a principal, the org's state for that principal (see
+// stateOf). So a write to one org, or one principal's role, does not move
+// every other check to a new revision, where SpiceDB's dispatch cache and
+// the relationship read cache start empty. In order, a check runs at:
+//
+//   - the shared pin of its global state (see sharedPin), which every org
+//     can use, if the check's state is the same as when it was pinned;
+//   - for a principal, the pin of its org's base state, the writes that
+//     name no one principal, if the principal's state is the same as when
+//     that was pinned;
+//   - else the pin of its own state.
+//
+// Each of these revisions was read after the state read that the check's
+// state is compared with, so it contains every write that the check's
+// state covers, as pinFor requires. This needs states fixed at their read
+// (see snapshot.principals); other datastores use the pin of the check's
+// own state.
+func (e *Engine) pinForCheck(ctx context.Context, req CheckRequest, pinned string) (pin, string, error) {
+	sc, ok := ctx.Value(scopeKey{}).(*scope)
+	if !ok || (req.Resource != sc.resource && req.Resource != sc.org) {
+		p, err := e.pinFor(ctx, pinned)
+		return p, pinned, err
+	}
+	base, principals, fixed := sc.snap.principals(sc.org.ID)
+	if !fixed {
+		p, err := e.pinFor(ctx, pinned)
+		return p, pinned, err
+	}
+	org := sc.org.ID
+	principal := req.SubjectRelation == "" && req.Subject.IsPrincipal()
+	subject := req.Subject.String()
+	stateIn := func(s snapshot) string {
+		if principal {
+			return s.subject(org, subject)
+		}
+		return s.org(org)
+	}
+
+	p, key, err := e.sharedPin(ctx, sc.snap)
+	if err != nil {
+		return pin{}, "", err
+	}
+	if stateIn(p.snap) == stateIn(sc.snap) {
+		return p, key, nil
+	}
+	if principal {
+		key = "base/" + base
+		p, found := e.results.pins.GetIfPresent(key)
+		if !found {
+			if p, err = e.readPin(ctx); err != nil {
+				return pin{}, "", err
+			}
+			p.principals = principals
+			e.results.pins.Set(key, p)
+			return p, key, nil
+		}
+		if p.principals != nil && p.principals(subject) == principals(subject) {
+			return p, key, nil
+		}
+	}
+	p, err = e.pinFor(ctx, pinned)
+	return p, pinned, err
+}
+
+// sharedPin returns the revision pinned for snap's global state, the
+// writes of no org, and the state it is kept for. The pin keeps the state
+// read it was pinned after (pin.snap), with which pinForCheck compares a
+// check's state.
+func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, error) {
+	key := "shared/" + snap.global()
+	if p, ok := e.results.pins.GetIfPresent(key); ok {
+		return p, key, nil
+	}
+	p, err := e.readPin(ctx)
+	if err != nil {
+		return pin{}, "", err
+	}
+	p.snap = snap
+	e.results.pins.Set(key, p)
+	return p, key, nil
+}
+
+// readPin pins the head revision.
+func (e *Engine) readPin(ctx context.Context) (pin, error) {
 	head, err := e.ds.HeadRevision(ctx)
 	if err != nil {
 		return pin{}, fmt.Errorf("read head revision: %w: %w", ErrUnavailable, err)
@@ -57,9 +164,7 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 	if err != nil {
 		return pin{}, fmt.Errorf("encode head revision: %w", err)
 	}
-	p := pin{rev: head.Revision, head: head, consistency: &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}}
-	e.results.pins.Set(state, p)
-	return p, nil
+	return pin{rev: head.Revision, head: head, consistency: &v1.Consistency{Requirement: &v1.Consistency_AtExactSnapshot{AtExactSnapshot: token}}}, nil
 }
 
 // unpin drops the revision pinned for state, after SpiceDB rejected it.
@@ -121,7 +226,8 @@ func (e *Engine) ResourceOrg(ctx context.Context, resource object.Ref) (object.R
 }
 
 // stateOf returns the state that the result of req is keyed by in ctx, and
-// the state whose pinned revision SpiceDB evaluates req at. If WithResource
+// the state whose pinned revision SpiceDB evaluates req at, unless
+// pinForCheck finds an older revision that serves. If WithResource
 // verified the org of req's resource, the revision is pinned for the org's
 // state. The result is keyed by the org's state for req's subject when that
 // is a principal, or else by the org's state. Otherwise both are the whole
@@ -150,9 +256,9 @@ func (e *Engine) stateOf(ctx context.Context, req CheckRequest) (key, pinned str
 //
 // Only writes of no org remove a resource's link to its parent (ForOrg
 // makes sure), and every such write changes snap's global state. The
-// parent links are read at the revision pinned for snap's whole state,
-// which contains every write of that global state. The org found stays
-// valid, and cached, for as long as the global state lasts.
+// parent links are read at a revision pinned for that global state, which
+// contains every write of it. The org found stays valid, and cached, for
+// as long as the global state lasts.
 func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object.Ref) (object.Ref, bool, error) {
 	if resource.Type == object.TypeOrg {
 		return resource, true, nil
@@ -166,12 +272,23 @@ func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object
 		if _, ok := e.results.orgs.chains.GetIfPresent(missing); ok {
 			return object.Ref{}, false, nil
 		}
-		p, err := e.pinFor(ctx, snap.whole())
+		// The shared pin of the global state holds every parent link that
+		// the state has not removed. A link missing there may have been
+		// written since, so it is looked for again at the newest pin.
+		p, _, err := e.sharedPin(ctx, snap)
 		if err != nil {
 			return object.Ref{}, false, err
 		}
 		if org, err = e.orgAt(ctx, resource, global, p.rev); err != nil {
 			return object.Ref{}, false, err
+		}
+		if org == "" && p.snap.whole() != snap.whole() {
+			if p, err = e.pinFor(ctx, snap.whole()); err != nil {
+				return object.Ref{}, false, err
+			}
+			if org, err = e.orgAt(ctx, resource, global, p.rev); err != nil {
+				return object.Ref{}, false, err
+			}
 		}
 		if org == "" {
 			e.results.orgs.chains.Set(missing, "")

@@ -29,11 +29,17 @@ import (
 // global is the state of the writes of no org alone. Only such writes
 // remove a resource's link to its parent (see ForOrg), so a resource found
 // in an org stays there while that state lasts.
+//
+// principals returns the state of an org without the writes recorded under
+// any one principal (the org's base), and a function that gives each
+// principal's state as of this read. ok is false if the snapshot does not
+// keep principals apart from the base.
 type snapshot interface {
 	whole() string
 	org(id string) string
 	subject(org, subject string) string
 	global() string
+	principals(org string) (base string, of func(subject string) string, ok bool)
 }
 
 // wholeOnly is a snapshot without per-org states: every org's state is the
@@ -44,6 +50,9 @@ func (w wholeOnly) whole() string                 { return string(w) }
 func (w wholeOnly) org(string) string             { return string(w) }
 func (w wholeOnly) subject(string, string) string { return string(w) }
 func (w wholeOnly) global() string                { return string(w) }
+func (w wholeOnly) principals(string) (string, func(string) string, bool) {
+	return "", nil, false
+}
 
 // headRevision reads the state of a datastore from its head revision, which
 // every write moves. It serves datastores with writers that Gatehouse
@@ -111,6 +120,12 @@ func (s countedSnapshot) org(id string) string {
 func (s countedSnapshot) subject(org, subject string) string {
 	wide, own := s.counts.ofSubject(org, subject)
 	return fmt.Sprintf("count/%d/%s/%d/%s/%d", s.noOrg, org, wide, subject, own)
+}
+
+// principals reports no base: the counts are read when asked, not at the
+// snapshot's read, so a principal's state as of this read is not known.
+func (s countedSnapshot) principals(string) (string, func(string) string, bool) {
+	return "", nil, false
 }
 
 // pgTransactions reads the state of SpiceDB's PostgreSQL datastore from
@@ -328,11 +343,31 @@ func (s pgSnapshot) org(id string) string {
 }
 
 func (s pgSnapshot) subject(org, subject string) string {
-	var wide, own transactions
+	base, own := s.base(org)
+	return principalState(base, subject, own[subject])
+}
+
+func (s pgSnapshot) principals(org string) (string, func(string) string, bool) {
+	base, own := s.base(org)
+	return "base/" + base, func(subject string) string {
+		return principalState(base, subject, own[subject])
+	}, true
+}
+
+// base returns the state of org without the rows of any one subject, and
+// the rows of each subject. A snapshot is not changed after its read, so
+// own may be kept.
+func (s pgSnapshot) base(org string) (string, map[string]transactions) {
+	var wide transactions
+	var own map[string]transactions
 	if o := s.orgs[org]; o != nil {
-		wide, own = o.wide, o.subjects[subject]
+		wide, own = o.wide, o.subjects
 	}
-	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/" + wide.String() + "/" + subject + "/" + own.String()
+	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/" + wide.String(), own
+}
+
+func principalState(base, subject string, own transactions) string {
+	return base + "/" + subject + "/" + own.String()
 }
 
 // coalesced shares state reads between concurrent callers without ever
