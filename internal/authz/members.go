@@ -77,7 +77,7 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 		return RoleChange{}, err
 	}
 
-	before, err := s.directRole(ctx, resource, subject)
+	before, read, err := s.directRoleAt(ctx, resource, subject)
 	if err != nil {
 		return RoleChange{}, err
 	}
@@ -86,8 +86,9 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 		return RoleChange{}, err
 	}
 	if before == role {
-		// Nothing changes: no write, no audit event, no stale tokens.
-		return RoleChange{Resource: resource, Subject: subject, Before: before, After: role}, nil
+		// Nothing changes: no write, no audit event, no stale tokens. The
+		// token is that of the snapshot that already holds the role.
+		return RoleChange{Resource: resource, Subject: subject, Before: before, After: role, Token: read}, nil
 	}
 
 	// Delete every other role and touch the new one in one write, so that
@@ -134,7 +135,7 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 	if err := s.require(ctx, caller, "manage", resource); err != nil {
 		return RoleChange{}, err
 	}
-	before, err := s.directRole(ctx, resource, subject)
+	before, read, err := s.directRoleAt(ctx, resource, subject)
 	if err != nil {
 		return RoleChange{}, err
 	}
@@ -145,7 +146,8 @@ func (s *Service) RemoveMember(ctx context.Context, c Caller, resource, subject 
 
 	if before == "" {
 		// Nothing to remove, so nothing changes and nothing is recorded.
-		return RoleChange{Resource: resource, Subject: subject}, nil
+		// The token is that of the snapshot without the role.
+		return RoleChange{Resource: resource, Subject: subject, Token: read}, nil
 	}
 	org, chain, err := s.orgChain(ctx, resource)
 	if err != nil {
@@ -230,7 +232,14 @@ func (s *Service) ListMembers(ctx context.Context, caller, resource object.Ref, 
 // directRole returns subject's direct role on resource, or "" when it holds
 // none.
 func (s *Service) directRole(ctx context.Context, resource, subject object.Ref) (string, error) {
-	rels, _, err := s.engine.Read(ctx, &v1.RelationshipFilter{
+	role, _, err := s.directRoleAt(ctx, resource, subject)
+	return role, err
+}
+
+// directRoleAt does what directRole does, and also returns a consistency
+// token for the snapshot it read.
+func (s *Service) directRoleAt(ctx context.Context, resource, subject object.Ref) (string, string, error) {
+	rels, _, token, err := s.engine.ReadWithToken(ctx, &v1.RelationshipFilter{
 		ResourceType:       resource.Type,
 		OptionalResourceId: resource.ID,
 		OptionalSubjectFilter: &v1.SubjectFilter{
@@ -239,15 +248,15 @@ func (s *Service) directRole(ctx context.Context, resource, subject object.Ref) 
 		},
 	}, 100, nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// With several roles (written around Gatehouse), report the strongest.
 	for _, role := range Roles(resource.Type) {
 		if slices.ContainsFunc(rels, func(r *v1.Relationship) bool { return r.GetRelation() == role }) {
-			return role, nil
+			return role, token, nil
 		}
 	}
-	return "", nil
+	return "", token, nil
 }
 
 // requireOwnerChange enforces that only owners make or unmake org owners,

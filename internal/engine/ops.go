@@ -249,10 +249,22 @@ func (e *Engine) DeleteMatching(ctx context.Context, filter *v1.RelationshipFilt
 // consistency, starting after cursor (nil for the first page). It returns the
 // cursor of the last relationship, or nil when fewer than limit matched.
 func (e *Engine) Read(ctx context.Context, filter *v1.RelationshipFilter, limit uint32, cursor *v1.Cursor) ([]*v1.Relationship, *v1.Cursor, error) {
+	rels, last, _, err := e.ReadWithToken(ctx, filter, limit, cursor)
+	return rels, last, err
+}
+
+// ReadWithToken does what Read does, and also returns a consistency token
+// for the snapshot it read, even when nothing matched.
+func (e *Engine) ReadWithToken(ctx context.Context, filter *v1.RelationshipFilter, limit uint32, cursor *v1.Cursor) ([]*v1.Relationship, *v1.Cursor, string, error) {
 	consistency, err := e.consistencyFor(ctx, Consistency{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read relationships: %w", err)
+		return nil, nil, "", fmt.Errorf("read relationships: %w", err)
 	}
+	rels, last, err := e.readAt(ctx, consistency, filter, limit, cursor)
+	return rels, last, consistency.GetAtExactSnapshot().GetToken(), err
+}
+
+func (e *Engine) readAt(ctx context.Context, consistency *v1.Consistency, filter *v1.RelationshipFilter, limit uint32, cursor *v1.Cursor) ([]*v1.Relationship, *v1.Cursor, error) {
 	stream, err := e.Permissions.ReadRelationships(ctx, &v1.ReadRelationshipsRequest{
 		Consistency:        consistency,
 		RelationshipFilter: filter,

@@ -17,7 +17,18 @@ import (
 // (where encoding/json keeps the last value). Either lets a proxy in front
 // of Gatehouse and Gatehouse itself read different values from one body.
 // Syntax errors are left to the decoder that runs afterwards.
+//
+// It also rejects a document other than an object for a struct: encoding/json
+// would decode null as an empty request, and give a type error for the rest.
 func checkKeys(data []byte, t reflect.Type) error {
+	if s := t; s != nil {
+		for s.Kind() == reflect.Pointer {
+			s = s.Elem()
+		}
+		if trimmed := bytes.TrimLeft(data, " \t\r\n"); s.Kind() == reflect.Struct && len(trimmed) > 0 && trimmed[0] != '{' {
+			return &keyError{"request body must be a JSON object"}
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	err := walkValue(dec, t)

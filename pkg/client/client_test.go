@@ -164,6 +164,29 @@ func TestClientMethods(t *testing.T) {
 		if *got != want {
 			t.Errorf("second SetMember = %+v, want %+v", *got, want)
 		}
+
+		// The same role again changes nothing, and still returns a token
+		// that a check can ask to be at least as fresh as.
+		same, err := alice.SetMember(ctx, "project:apollo", "user:dev|bob", "editor")
+		if err != nil {
+			t.Fatalf("SetMember editor again: %v", err)
+		}
+		if same.Role != "editor" || same.PreviousRole != "editor" || same.ConsistencyToken == "" {
+			t.Errorf("unchanged SetMember = %+v, want role and previous role editor and a token", *same)
+		}
+		if _, err := alice.Check(ctx, client.CheckRequest{
+			Subject: "user:dev|bob", Permission: "edit", Resource: "project:apollo", ConsistencyToken: same.ConsistencyToken,
+		}); err != nil {
+			t.Errorf("check at the unchanged SetMember's token: %v", err)
+		}
+		token, err := alice.RemoveMember(ctx, "project:apollo", "user:dev|nobody")
+		if err != nil {
+			t.Fatalf("RemoveMember of no role: %v", err)
+		}
+		if token == "" {
+			t.Error("RemoveMember of no role returned no token")
+		}
+
 		if _, err := alice.SetMember(ctx, "org:acme", "service:dev|billing", "app"); err != nil {
 			t.Fatalf("SetMember app: %v", err)
 		}
