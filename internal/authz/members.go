@@ -87,7 +87,7 @@ func (s *Service) SetMember(ctx context.Context, c Caller, resource, subject obj
 	}
 	if before == role {
 		// Nothing changes: no write, no audit event, no stale tokens. The
-		// token is that of the snapshot that already holds the role.
+		// token is that of the snapshot that already contains the role.
 		return RoleChange{Resource: resource, Subject: subject, Before: before, After: role, Token: read}, nil
 	}
 

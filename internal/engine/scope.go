@@ -133,10 +133,9 @@ func (e *Engine) pinForCheck(ctx context.Context, req CheckRequest, pinned strin
 	return p, pinned, err
 }
 
-// sharedPin returns the revision pinned for snap's global state, the
-// writes of no org, and the state it is kept for. The pin keeps the state
-// read it was pinned after (pin.snap), with which pinForCheck compares a
-// check's state.
+// sharedPin returns the pin of snap's global state (the writes of no org)
+// and its key. The pin keeps the state read it followed (pin.snap), which
+// pinForCheck compares a check's state with.
 func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, error) {
 	key := "shared/" + snap.global()
 	if p, ok := e.results.pins.GetIfPresent(key); ok {
@@ -151,7 +150,7 @@ func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, err
 	return p, key, nil
 }
 
-// readPin pins the head revision.
+// readPin reads the head revision and returns a pin of it.
 func (e *Engine) readPin(ctx context.Context) (pin, error) {
 	head, err := e.ds.HeadRevision(ctx)
 	if err != nil {
@@ -272,9 +271,9 @@ func (e *Engine) verifiedOrg(ctx context.Context, snap snapshot, resource object
 		if _, ok := e.results.orgs.chains.GetIfPresent(missing); ok {
 			return object.Ref{}, false, nil
 		}
-		// The shared pin of the global state holds every parent link that
-		// the state has not removed. A link missing there may have been
-		// written since, so it is looked for again at the newest pin.
+		// The shared pin of the global state contains every parent link
+		// that the state has not removed. A link missing there may have
+		// been written since, so it is looked for again at the newest pin.
 		p, _, err := e.sharedPin(ctx, snap)
 		if err != nil {
 			return object.Ref{}, false, err

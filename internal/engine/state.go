@@ -356,7 +356,7 @@ func (s pgSnapshot) principals(org string) (string, func(string) string, bool) {
 
 // base returns the state of org without the rows of any one subject, and
 // the rows of each subject. A snapshot is not changed after its read, so
-// own may be kept.
+// callers may keep the returned map.
 func (s pgSnapshot) base(org string) (string, map[string]transactions) {
 	var wide transactions
 	var own map[string]transactions

@@ -21,11 +21,12 @@ import (
 // It also rejects a document other than an object for a struct: encoding/json
 // would decode null as an empty request, and give a type error for the rest.
 func checkKeys(data []byte, t reflect.Type) error {
-	if s := t; s != nil {
-		for s.Kind() == reflect.Pointer {
-			s = s.Elem()
+	if target := t; target != nil {
+		for target.Kind() == reflect.Pointer {
+			target = target.Elem()
 		}
-		if trimmed := bytes.TrimLeft(data, " \t\r\n"); s.Kind() == reflect.Struct && len(trimmed) > 0 && trimmed[0] != '{' {
+		trimmed := bytes.TrimLeft(data, " \t\r\n")
+		if target.Kind() == reflect.Struct && len(trimmed) > 0 && trimmed[0] != '{' {
 			return &keyError{"request body must be a JSON object"}
 		}
 	}
