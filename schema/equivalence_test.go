@@ -47,8 +47,11 @@ func compileDefinitions(t *testing.T, name, text string) definitions {
 // last relation holds the subject, and each relation before it is followed
 // to the objects it names. The schema's permissions are unions, so a
 // permission admits exactly the subjects that one of its paths admits, and
-// two permissions with the same paths admit the same subjects whatever the
-// relationships. It fails the test on a rewrite other than a union.
+// two permissions with the same paths admit the same users, services and
+// group members whatever the relationships. (A subject that names a
+// permission, which the API rejects, also counts as a member of each
+// permission a check passes through, so it may differ.) It fails the test
+// on a rewrite other than a union.
 func (d definitions) paths(t *testing.T, typ, name string) []string {
 	t.Helper()
 	set := make(map[string]bool)
