@@ -184,31 +184,72 @@ type orgSubject struct{ org, subject string }
 
 // writeCounts counts the writes to an in-memory datastore, by org, and
 // within an org by the subject they were recorded under.
+//
+// Each write also gets a sequence number, and each count remembers the
+// number of its last write, so that a pin can tell whether a state has
+// changed since the pin was read (see writtenSince).
 type writeCounts struct {
 	mu       sync.Mutex
 	global   uint64                // writes of no org
 	orgs     map[string]uint64     // every write of an org
 	wide     map[string]uint64     // writes of an org and of no one subject
 	subjects map[orgSubject]uint64 // writes of one subject in an org
+
+	seq uint64 // every write, of any org or of none
+	// lastOrg, lastWide and lastSubject are the sequence numbers of the
+	// last write counted in orgs, wide and subjects.
+	lastOrg     map[string]uint64
+	lastWide    map[string]uint64
+	lastSubject map[orgSubject]uint64
 }
 
 func newWriteCounts() *writeCounts {
-	return &writeCounts{orgs: make(map[string]uint64), wide: make(map[string]uint64), subjects: make(map[orgSubject]uint64)}
+	return &writeCounts{
+		orgs: make(map[string]uint64), wide: make(map[string]uint64), subjects: make(map[orgSubject]uint64),
+		lastOrg: make(map[string]uint64), lastWide: make(map[string]uint64), lastSubject: make(map[orgSubject]uint64),
+	}
 }
 
 func (c *writeCounts) add(org, subject string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.seq++
 	switch {
 	case org == "":
 		c.global++
 		return
 	case subject == "":
 		c.wide[org]++
+		c.lastWide[org] = c.seq
 	default:
-		c.subjects[orgSubject{org, subject}]++
+		key := orgSubject{org, subject}
+		c.subjects[key]++
+		c.lastSubject[key] = c.seq
 	}
 	c.orgs[org]++
+	c.lastOrg[org] = c.seq
+}
+
+// written returns the number of writes counted so far. Writes are counted
+// once they have ended, so a revision read after this call contains each
+// of them.
+func (c *writeCounts) written() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
+}
+
+// writtenSince reports whether a write counted after the first n changed
+// org's state: every write of org, or for a subject, the writes of org
+// that name no one subject and those recorded under subject. Writes of no
+// org are not looked at.
+func (c *writeCounts) writtenSince(n uint64, org, subject string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if subject == "" {
+		return c.lastOrg[org] > n
+	}
+	return c.lastWide[org] > n || c.lastSubject[orgSubject{org, subject}] > n
 }
 
 // of returns the count of writes of no org and of writes to org.

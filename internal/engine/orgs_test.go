@@ -338,71 +338,76 @@ func TestSubjectStateKeepsOtherSubjectsCached(t *testing.T) {
 
 // TestPrincipalWritesKeepOtherPrincipalsPinned checks that a write recorded
 // under one principal moves only that principal's uncached checks to a new
-// revision, on PostgreSQL, whose states tell principals apart, and that a
-// write of no one principal moves them all.
+// revision, and that a write of no one principal moves them all. PostgreSQL
+// states tell principals apart at their read, and the engine's own
+// in-memory datastore counts writes by principal.
 func TestPrincipalWritesKeepOtherPrincipalsPinned(t *testing.T) {
-	in := postgresInstances(t)
-	seed(t, in.a)
-	seedGlobex(t, in.a)
-	project := object.Ref{Type: "project", ID: "p1"}
-	write := func(what string, updates ...*v1.RelationshipUpdate) {
-		t.Helper()
-		if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), updates, nil); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	check := func(req engine.CheckRequest, want bool) string {
-		t.Helper()
-		d := checkIn(t, in.a, req)
-		if d.Allowed != want {
-			t.Fatalf("%s %s %s = %v, want %v", req.Subject, req.Permission, req.Resource, d.Allowed, want)
-		}
-		if d.Token == "" {
-			t.Fatalf("%s %s %s has no token", req.Subject, req.Permission, req.Resource)
-		}
-		return d.Token
-	}
+	for name, open := range bothDatastores() {
+		t.Run(name, func(t *testing.T) {
+			in := open(t)
+			seed(t, in.a)
+			seedGlobex(t, in.a)
+			project := object.Ref{Type: "project", ID: "p1"}
+			write := func(what string, updates ...*v1.RelationshipUpdate) {
+				t.Helper()
+				if _, err := in.b.Write(engine.ForOrg(t.Context(), acme.ID), updates, nil); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			}
+			check := func(req engine.CheckRequest, want bool) string {
+				t.Helper()
+				d := checkIn(t, in.a, req)
+				if d.Allowed != want {
+					t.Fatalf("%s %s %s = %v, want %v", req.Subject, req.Permission, req.Resource, d.Allowed, want)
+				}
+				if d.Token == "" {
+					t.Fatalf("%s %s %s has no token", req.Subject, req.Permission, req.Resource)
+				}
+				return d.Token
+			}
 
-	first := check(engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice}, true)
-	if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}, false); got != first {
-		t.Fatalf("two checks in one acme state ran at %q and %q, want one revision", first, got)
-	}
+			first := check(engine.CheckRequest{Resource: doc, Permission: "edit", Subject: alice}, true)
+			if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}, false); got != first {
+				t.Fatalf("two checks in one acme state ran at %q and %q, want one revision", first, got)
+			}
 
-	write("give bob a role", touch(project, "viewer", bob))
-	if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}, true); got != first {
-		t.Errorf("alice's check after bob's role ran at %q, want the revision before it, %q", got, first)
-	}
-	if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: bob}, true); got == first {
-		t.Error("bob's check after his role ran at the revision before it")
-	}
+			write("give bob a role", touch(project, "viewer", bob))
+			if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: alice}, true); got != first {
+				t.Errorf("alice's check after bob's role ran at %q, want the revision before it, %q", got, first)
+			}
+			if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: bob}, true); got == first {
+				t.Error("bob's check after his role ran at the revision before it")
+			}
 
-	write("give carol a role", touch(project, "viewer", carol))
-	if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}, true); got == first {
-		t.Error("carol's check after her role ran at the revision before it")
-	}
-	if got := check(engine.CheckRequest{Resource: project, Permission: "view", Subject: alice}, true); got != first {
-		t.Errorf("alice's check after carol's role ran at %q, want %q", got, first)
-	}
+			write("give carol a role", touch(project, "viewer", carol))
+			if got := check(engine.CheckRequest{Resource: doc, Permission: "view", Subject: carol}, true); got == first {
+				t.Error("carol's check after her role ran at the revision before it")
+			}
+			if got := check(engine.CheckRequest{Resource: project, Permission: "view", Subject: alice}, true); got != first {
+				t.Errorf("alice's check after carol's role ran at %q, want %q", got, first)
+			}
 
-	// A group's role may change anyone's results, so it moves every check
-	// of its org, and no check of another org.
-	groupRole := touch(doc, "viewer", object.Ref{Type: "group", ID: "eng"})
-	groupRole.Relationship.Subject.OptionalRelation = "member"
-	write("give a group a role", groupRole)
-	if got := check(engine.CheckRequest{Resource: project, Permission: "edit", Subject: alice}, true); got == first {
-		t.Error("alice's check after a group's role ran at the revision before it")
-	}
-	if got := check(engine.CheckRequest{Resource: doc2, Permission: "view", Subject: carol}, true); got != first {
-		t.Errorf("carol's check in globex after writes to acme ran at %q, want %q", got, first)
-	}
+			// A group's role may change anyone's results, so it moves every check
+			// of its org, and no check of another org.
+			groupRole := touch(doc, "viewer", object.Ref{Type: "group", ID: "eng"})
+			groupRole.Relationship.Subject.OptionalRelation = "member"
+			write("give a group a role", groupRole)
+			if got := check(engine.CheckRequest{Resource: project, Permission: "edit", Subject: alice}, true); got == first {
+				t.Error("alice's check after a group's role ran at the revision before it")
+			}
+			if got := check(engine.CheckRequest{Resource: doc2, Permission: "view", Subject: carol}, true); got != first {
+				t.Errorf("carol's check in globex after writes to acme ran at %q, want %q", got, first)
+			}
 
-	// A resource created after the revision that the checks share is found
-	// in its org, and checked there.
-	doc3 := object.Ref{Type: "document", ID: "d3"}
-	write("create a document", touch(doc3, "project", project))
-	if org, ok := orgOf(t, in.a, doc3); !ok || org != acme {
-		t.Fatalf("org of a new document = %v, %v; want %s", org, ok, acme)
+			// A resource created after the revision that the checks share is found
+			// in its org, and checked there.
+			doc3 := object.Ref{Type: "document", ID: "d3"}
+			write("create a document", touch(doc3, "project", project))
+			if org, ok := orgOf(t, in.a, doc3); !ok || org != acme {
+				t.Fatalf("org of a new document = %v, %v; want %s", org, ok, acme)
+			}
+			check(engine.CheckRequest{Resource: doc3, Permission: "edit", Subject: alice}, true)
+			check(engine.CheckRequest{Resource: doc3, Permission: "edit", Subject: carol}, false)
+		})
 	}
-	check(engine.CheckRequest{Resource: doc3, Permission: "edit", Subject: alice}, true)
-	check(engine.CheckRequest{Resource: doc3, Permission: "edit", Subject: carol}, false)
 }

@@ -34,6 +34,10 @@ type pin struct {
 	// principal's state as of the state read that the pin followed (see
 	// pinForCheck).
 	principals func(subject string) string
+
+	// written, for a shared pin on the engine's own in-memory datastore,
+	// is the number of writes counted before the pin's revision was read.
+	written uint64
 }
 
 const (
@@ -84,22 +88,22 @@ func (e *Engine) pinFor(ctx context.Context, state string) (pin, error) {
 // Each of these revisions was read after the state read that the check's
 // state is compared with, so it contains every write that the check's
 // state covers, as pinFor requires. This needs states fixed at their read
-// (see snapshot.principals); other datastores use the pin of the check's
-// own state.
+// (see snapshot.principals). The engine's own in-memory datastore compares
+// write counts instead (see countedPinForCheck), and other datastores use
+// the pin of the check's own state.
 func (e *Engine) pinForCheck(ctx context.Context, req CheckRequest, pinned string) (pin, string, error) {
 	sc, ok := ctx.Value(scopeKey{}).(*scope)
 	if !ok || (req.Resource != sc.resource && req.Resource != sc.org) {
 		p, err := e.pinFor(ctx, pinned)
 		return p, pinned, err
 	}
-	base, principals, fixed := sc.snap.principals(sc.org.ID)
-	if !fixed {
-		p, err := e.pinFor(ctx, pinned)
-		return p, pinned, err
-	}
 	org := sc.org.ID
 	principal := req.SubjectRelation == "" && req.Subject.IsPrincipal()
 	subject := req.Subject.String()
+	base, principals, fixed := sc.snap.principals(org)
+	if !fixed {
+		return e.countedPinForCheck(ctx, sc, principal, subject, pinned)
+	}
 	stateIn := func(s snapshot) string {
 		if principal {
 			return s.subject(org, subject)
@@ -141,13 +145,42 @@ func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, err
 	if p, ok := e.results.pins.GetIfPresent(key); ok {
 		return p, key, nil
 	}
+	var written uint64
+	if e.counts != nil {
+		written = e.counts.written()
+	}
 	p, err := e.readPin(ctx)
 	if err != nil {
 		return pin{}, "", err
 	}
-	p.snap = snap
+	p.snap, p.written = snap, written
 	e.results.pins.Set(key, p)
 	return p, key, nil
+}
+
+// countedPinForCheck is pinForCheck on the engine's own in-memory
+// datastore, whose snapshots read an org's count of writes when asked, not
+// at the state read. A check runs at the shared pin of its global state
+// if no write counted since that pin's revision was read changed the
+// check's state: the org's, or for a principal, the org's state for that
+// principal. Otherwise it runs at the pin of its own state. With the shared
+// pin, the check and the walk up its resource's parents (see verifiedOrg)
+// read at one revision.
+func (e *Engine) countedPinForCheck(ctx context.Context, sc *scope, principal bool, subject, pinned string) (pin, string, error) {
+	if e.counts != nil {
+		p, key, err := e.sharedPin(ctx, sc.snap)
+		if err != nil {
+			return pin{}, "", err
+		}
+		if !principal {
+			subject = ""
+		}
+		if !e.counts.writtenSince(p.written, sc.org.ID, subject) {
+			return p, key, nil
+		}
+	}
+	p, err := e.pinFor(ctx, pinned)
+	return p, pinned, err
 }
 
 // readPin reads the head revision and returns a pin of it.
