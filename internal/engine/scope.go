@@ -166,14 +166,21 @@ func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, err
 // principal. Otherwise it runs at the pin of its own state. With the shared
 // pin, the check and the walk up its resource's parents (see verifiedOrg)
 // read at one revision.
+//
+// Only a check pinned for its org's state qualifies, not one pinned for the
+// whole state (a bulk check in one snapshot). A write is counted after it
+// commits, so a state read between the two sees the new head revision with
+// the old counts. A result kept for the whole state, which names the head
+// revision, would then be kept for the new head while evaluated before the
+// write.
 func (e *Engine) countedPinForCheck(ctx context.Context, sc *scope, principal bool, subject, pinned string) (pin, string, error) {
-	if e.counts != nil {
+	if !principal {
+		subject = ""
+	}
+	if e.counts != nil && pinned == sc.snap.org(sc.org.ID) {
 		p, key, err := e.sharedPin(ctx, sc.snap)
 		if err != nil {
 			return pin{}, "", err
-		}
-		if !principal {
-			subject = ""
 		}
 		if !e.counts.writtenSince(p.written, sc.org.ID, subject) {
 			return p, key, nil
