@@ -30,9 +30,9 @@ import (
 // are answered from the read cache in microseconds, so running them in
 // parallel costs more than it saves: each new goroutine's stack grows
 // while it dispatches, and in gatehouse-bench on two cores copying those
-// stacks took an eighth of the server's CPU. Uncached checks on 1M
-// relationships on PostgreSQL ran about 8% faster at one than at SpiceDB's
-// default of ten, with a lower tail (docs/benchmarks.md).
+// stacks took an eighth of the server's CPU. In one run on 1M
+// relationships on PostgreSQL, uncached checks were about 7% faster at one
+// than at SpiceDB's default of ten (docs/benchmarks.md).
 const checkConcurrency = 1
 
 // Config configures an Engine. The zero value runs an in-memory datastore.
