@@ -26,11 +26,11 @@ import (
 
 // checkConcurrency is how many branches of one step of a check SpiceDB
 // evaluates at once. At one, a step runs its branches in turn in a single
-// goroutine and stops at the first that admits the subject. Most branches
-// are answered from the read cache in microseconds, so running them in
-// parallel costs more than it saves: each new goroutine's stack grows
-// while it dispatches, and in gatehouse-bench on two cores copying those
-// stacks took an eighth of the server's CPU. In one run on 1M
+// goroutine and stops at the first that admits the subject. The read
+// cache serves most branches in microseconds, so running them in parallel
+// costs more than it saves. Each new goroutine's stack grows while it
+// dispatches, and in gatehouse-bench on two cores copying those stacks
+// took an eighth of the server's CPU. In one run on 1M
 // relationships on PostgreSQL, uncached checks were about 7% faster at one
 // than at SpiceDB's default of ten (docs/benchmarks.md).
 const checkConcurrency = 1
