@@ -195,7 +195,7 @@ type writeCounts struct {
 	wide     map[string]uint64     // writes of an org and of no one subject
 	subjects map[orgSubject]uint64 // writes of one subject in an org
 
-	seq uint64 // every write, of any org or of none
+	seq uint64 // the number of writes counted, of any org or of none
 	// lastOrg, lastWide and lastSubject are the sequence numbers of the
 	// last write counted in orgs, wide and subjects.
 	lastOrg     map[string]uint64
@@ -241,8 +241,8 @@ func (c *writeCounts) written() uint64 {
 
 // writtenSince reports whether a write counted after the first n changed
 // org's state: every write of org, or for a subject, the writes of org
-// that name no one subject and those recorded under subject. Writes of no
-// org are not looked at.
+// that name no one subject and those recorded under subject. It ignores
+// writes of no org.
 func (c *writeCounts) writtenSince(n uint64, org, subject string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -169,8 +169,8 @@ func (e *Engine) sharedPin(ctx context.Context, snap snapshot) (pin, string, err
 //
 // Only a check pinned for its org's state qualifies, not one pinned for the
 // whole state (a bulk check in one snapshot). A write is counted after it
-// commits, so a state read between the two sees the new head revision with
-// the old counts. A result kept for the whole state, which names the head
+// commits, so a state read between the two returns the new head revision
+// with the old counts. A result kept for the whole state, which names the head
 // revision, would then be kept for the new head while evaluated before the
 // write.
 func (e *Engine) countedPinForCheck(ctx context.Context, sc *scope, principal bool, subject, pinned string) (pin, string, error) {
