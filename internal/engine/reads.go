@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unique"
 
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/datastore/options"
@@ -68,7 +67,7 @@ type readKey struct {
 
 // readCache holds the relationships read at each revision.
 type readCache struct {
-	rows   *otter.Cache[readKey, []tuple.Relationship]
+	rows   *otter.Cache[readKey, *rowSet]
 	large  *otter.Cache[readKey, struct{}] // revision empty
 	flight singleflight.Group
 	reads  *prometheus.CounterVec
@@ -116,10 +115,10 @@ func (k *revisionKeys) of(rev datastore.Revision) string {
 }
 
 func newReadCache(bytes int, wholeObjects bool, registry prometheus.Registerer) (*readCache, error) {
-	rows, err := otter.New(&otter.Options[readKey, []tuple.Relationship]{
+	rows, err := otter.New(&otter.Options[readKey, *rowSet]{
 		MaximumWeight:    uint64(bytes),
 		Weigher:          weighRows,
-		ExpiryCalculator: otter.ExpiryWriting[readKey, []tuple.Relationship](maxReadAge),
+		ExpiryCalculator: otter.ExpiryWriting[readKey, *rowSet](maxReadAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create relationship read cache: %w", err)
@@ -139,12 +138,8 @@ func newReadCache(bytes int, wholeObjects bool, registry prometheus.Registerer) 
 	return &readCache{rows: rows, large: large, reads: reads, wholeObjects: wholeObjects}, nil
 }
 
-func weighRows(k readKey, rows []tuple.Relationship) uint32 {
-	w := 96 + len(k.revision) + len(k.typ) + len(k.id) + len(k.relation)
-	for _, r := range rows {
-		w += 160 + len(r.Resource.ObjectID) + len(r.Subject.ObjectID)
-	}
-	return uint32(w)
+func weighRows(k readKey, rows *rowSet) uint32 {
+	return uint32(96 + len(k.revision) + len(k.typ) + len(k.id) + len(k.relation) + rows.weight())
 }
 
 // cachingDatastore is a datastore whose snapshot readers serve
@@ -241,8 +236,11 @@ func (r *cachingReader) QueryRelationships(ctx context.Context, filter datastore
 			rest = append(rest, id)
 			continue
 		}
-		for _, rel := range rows {
-			if matches(filter, rel) && !expired(rel, now) {
+		// The table is read after the set, so it has every name the set
+		// refers to.
+		table := names.all()
+		for i := range rows.len() {
+			if rel := rows.at(i, table); matches(filter, rel) && !expired(rel, now) {
 				found = append(found, rel)
 			}
 		}
@@ -277,7 +275,7 @@ func (r *cachingReader) QueryRelationships(ctx context.Context, filter datastore
 // relation needs: all of the object's, or those of relation. ok is false
 // when the object or relation is known to be large, or when it is not
 // cached and fetch is false. fetched reports a read from the datastore.
-func (r *cachingReader) object(ctx context.Context, typ, id, relation string, fetch bool) (rows []tuple.Relationship, ok, fetched bool, err error) {
+func (r *cachingReader) object(ctx context.Context, typ, id, relation string, fetch bool) (rows *rowSet, ok, fetched bool, err error) {
 	keys := make([]readKey, 0, 2)
 	if r.cache.wholeObjects {
 		keys = append(keys, readKey{revision: r.revKey, typ: typ, id: id})
@@ -312,7 +310,7 @@ func (r *cachingReader) object(ctx context.Context, typ, id, relation string, fe
 // fetch reads the relationships that key names into the cache, once for
 // all the concurrent callers that ask for them. ok is false when there are
 // more than maxCachedRows.
-func (r *cachingReader) fetch(ctx context.Context, key readKey) ([]tuple.Relationship, bool, error) {
+func (r *cachingReader) fetch(ctx context.Context, key readKey) (*rowSet, bool, error) {
 	flightKey := key.revision + "\x00" + key.typ + "\x00" + key.id + "\x00" + key.relation
 	ch := r.cache.flight.DoChan(flightKey, func() (any, error) {
 		// The read serves every caller waiting for it, so it does not end
@@ -343,15 +341,15 @@ func (r *cachingReader) fetch(ctx context.Context, key readKey) ([]tuple.Relatio
 			rows, err := r.read(ctx, key)
 			return rows, rows != nil, err
 		}
-		rows, _ := res.Val.([]tuple.Relationship)
+		rows, _ := res.Val.(*rowSet)
 		return rows, rows != nil, nil
 	}
 }
 
 // read queries the relationships that key names. It returns nil, and no
-// error, when there are more than maxCachedRows, and an empty non-nil slice
-// when there are none.
-func (r *cachingReader) read(ctx context.Context, key readKey) ([]tuple.Relationship, error) {
+// error, when there are more than maxCachedRows (or, in theory, more names
+// than the table holds), and an empty set when there are none.
+func (r *cachingReader) read(ctx context.Context, key readKey) (*rowSet, error) {
 	limit := uint64(maxCachedRows + 1)
 	it, err := r.open().QueryRelationships(ctx, datastore.RelationshipsFilter{
 		OptionalResourceType:     key.typ,
@@ -366,29 +364,16 @@ func (r *cachingReader) read(ctx context.Context, key readKey) ([]tuple.Relation
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, compact(rel, key.id))
+		if len(rows) == maxCachedRows {
+			return nil, nil
+		}
+		rows = append(rows, rel)
 	}
-	if len(rows) > maxCachedRows {
+	set, ok := packRows(rows)
+	if !ok {
 		return nil, nil
 	}
-	return slices.Clip(rows), nil
-}
-
-// compact returns rel with its type and relation names replaced by their
-// canonical copies and its resource id by id, which it equals. The cache
-// then keeps one string per relationship, its subject's id, instead of
-// six: the datastore's driver allocates each column of each row apart, and
-// the garbage collector's marking takes longer the more objects the heap
-// holds.
-func compact(rel tuple.Relationship, id string) tuple.Relationship {
-	rel.Resource.ObjectType = unique.Make(rel.Resource.ObjectType).Value()
-	if rel.Resource.ObjectID == id {
-		rel.Resource.ObjectID = id
-	}
-	rel.Resource.Relation = unique.Make(rel.Resource.Relation).Value()
-	rel.Subject.ObjectType = unique.Make(rel.Subject.ObjectType).Value()
-	rel.Subject.Relation = unique.Make(rel.Subject.Relation).Value()
-	return rel
+	return set, nil
 }
 
 // cacheable reports whether a query may be served from the relationships
