@@ -100,7 +100,7 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	preconditions := []*v1.Precondition{{
 		Operation: v1.Precondition_OPERATION_MUST_NOT_MATCH,
 		Filter:    &v1.RelationshipFilter{ResourceType: req.Resource.Type, OptionalResourceId: req.Resource.ID},
-	}}
+	}, namedPrecondition(req.Resource)}
 	// The parent must still exist, in the same org, which is the only org
 	// whose state the write changes.
 	preconditions = append(preconditions, chain...)
@@ -138,7 +138,27 @@ func (s *Service) explainCreateFailure(ctx context.Context, req CreateRequest, e
 	if taken {
 		return fmt.Errorf("%w: %s already exists", ErrConflict, req.Resource)
 	}
+	named, _, lookupErr := s.engine.Read(ctx, namedPrecondition(req.Resource).GetFilter(), 1, nil)
+	if lookupErr != nil {
+		return lookupErr
+	}
+	if len(named) > 0 {
+		return fmt.Errorf("%w: relationships left by an interrupted delete still name %s, and a new one would inherit them; choose another id", ErrConflict, req.Resource)
+	}
 	return fmt.Errorf("%w: %s", ErrNotFound, req.Parent)
+}
+
+// namedPrecondition holds while no relationship names ref as its subject:
+// no role held by a group of that id, no parent link of a child. A resource
+// is created only under it, so that it never inherits what a deleted
+// resource of the same id held, whatever org that one was in.
+func namedPrecondition(ref object.Ref) *v1.Precondition {
+	return &v1.Precondition{
+		Operation: v1.Precondition_OPERATION_MUST_NOT_MATCH,
+		Filter: &v1.RelationshipFilter{
+			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: ref.Type, OptionalSubjectId: ref.ID},
+		},
+	}
 }
 
 // Delete removes resource, its descendants, and every relationship that
@@ -206,15 +226,23 @@ func (s *Service) descendants(ctx context.Context, root object.Ref) ([]object.Re
 	return tree, nil
 }
 
+// testHookBetweenDeletes, when set by a test, runs between deleteTree's
+// two writes; an error it returns interrupts the delete there.
+var testHookBetweenDeletes func(node object.Ref) error
+
 // deleteAttempts bounds how often deleteTree retries a node whose children
 // keep being created while it deletes them.
 const deleteAttempts = 5
 
 // deleteTree deletes node's descendants, then node: every relationship
-// naming it as resource, on condition that it has no children left, then
-// every relationship naming it as subject. The condition makes a child
-// created during the delete fail the delete of its parent, which then
-// starts over, instead of leaving the child behind without a parent.
+// naming it as subject (the roles a group holds), then every relationship
+// naming it as resource, both on condition that it has no children left.
+// The condition makes a child created during the delete fail the delete of
+// its parent, which then starts over, instead of leaving the child behind
+// without a parent. A delete interrupted between the two writes leaves the
+// node in place without its roles, never its roles without the node. A
+// role given to the node between the two writes stays after it, so Create
+// rejects an id that a relationship still names.
 func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, error) {
 	var noChildren []*v1.Precondition
 	for _, childType := range object.ChildTypes(node.Type) {
@@ -238,18 +266,26 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 			}
 		}
 
-		_, err = s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{ResourceType: node.Type, OptionalResourceId: node.ID}, noChildren)
+		// Children's parent links name node too: the condition keeps this
+		// write from taking the link of a child created meanwhile.
+		_, err = s.engine.DeleteMatching(ctx, namedPrecondition(node).GetFilter(), noChildren)
+		if isPrecondition(err) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("delete relationships naming %s: %w", node, err)
+		}
+		if testHookBetweenDeletes != nil {
+			if err := testHookBetweenDeletes(node); err != nil {
+				return "", err
+			}
+		}
+		token, err := s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{ResourceType: node.Type, OptionalResourceId: node.ID}, noChildren)
 		if isPrecondition(err) {
 			continue // a child appeared meanwhile
 		}
 		if err != nil {
 			return "", fmt.Errorf("delete %s: %w", node, err)
-		}
-		token, err := s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{
-			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: node.Type, OptionalSubjectId: node.ID},
-		}, nil)
-		if err != nil {
-			return "", fmt.Errorf("delete relationships naming %s: %w", node, err)
 		}
 		return token, nil
 	}
