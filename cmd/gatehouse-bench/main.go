@@ -47,7 +47,7 @@ func run() int {
 	duration := flag.Duration("duration", 10*time.Second, "measured time of each scenario")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured time before each scenario")
 	pagingTimeout := flag.Duration("paging-timeout", 10*time.Minute, "longest time one pass through every page of a lookup may take")
-	queries := flag.Int("queries", 20000, "number of distinct check queries, half allowed and half denied")
+	queries := flag.Int("queries", 100000, "number of distinct check queries, half allowed and half denied; the cold scenarios need more than they send, or the result cache answers repeats")
 	openLoop := flag.Float64("open-loop-fraction", 0.7, "share of the measured peak check throughput offered in the open-loop scenario")
 	changeInterval := flag.Duration("change-interval", 500*time.Millisecond, "pause between background access changes during the check scenarios")
 	oracleSample := flag.Int("oracle-sample", 2000, "number of check queries, from the first, that SpiceDB answers before the runs to confirm the oracle")

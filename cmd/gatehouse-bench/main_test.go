@@ -8,7 +8,7 @@ import (
 func TestCheckFlagsRejects(t *testing.T) {
 	t.Setenv(databaseURLEnv, "")
 	valid := func() (int, int, int, int, int, time.Duration, time.Duration, time.Duration, time.Duration, float64, []string, []string) {
-		return 16, 4, 4, 20000, 2000, 10 * time.Second, 2 * time.Second, time.Minute, 500 * time.Millisecond, 0.7, []string{"10k"}, []string{"memory"}
+		return 16, 4, 4, 100000, 2000, 10 * time.Second, 2 * time.Second, time.Minute, 500 * time.Millisecond, 0.7, []string{"10k"}, []string{"memory"}
 	}
 	if msg := checkFlags(valid()); msg != "" {
 		t.Fatalf("default flags rejected: %s", msg)

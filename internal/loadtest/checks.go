@@ -27,6 +27,12 @@ type checkSet struct {
 
 	next     atomic.Uint64
 	repeated atomic.Uint64 // position in the repeated working set
+
+	// asked marks the queries that Gatehouse's cold scenarios have sent,
+	// and repeats counts those sent again: Gatehouse's result cache may
+	// answer a repeat, so a cold scenario with many is not cold.
+	asked   []atomic.Bool
+	repeats atomic.Int64
 }
 
 type checkBody struct {
@@ -36,7 +42,7 @@ type checkBody struct {
 }
 
 func newCheckSet(queries []CheckQuery) (*checkSet, error) {
-	s := &checkSet{queries: queries}
+	s := &checkSet{queries: queries, asked: make([]atomic.Bool, len(queries))}
 	for _, q := range queries {
 		body, err := json.Marshal(checkBody{Subject: "user:" + q.User, Permission: q.Permission, Resource: q.Resource.String()})
 		if err != nil {
@@ -82,6 +88,13 @@ func (s *checkSet) nextIndex() int { return int(s.next.Add(1) % uint64(len(s.que
 
 func (s *checkSet) nextBulk() int { return int(s.next.Add(1) % uint64(len(s.bulks))) }
 
+// ask records that a cold scenario sent query i to Gatehouse.
+func (s *checkSet) ask(i int) {
+	if s.asked[i].Swap(true) {
+		s.repeats.Add(1)
+	}
+}
+
 // repeatedQuestions is how many distinct queries the repeated-check
 // scenarios cycle through: a small working set, as when the same users open
 // the same documents again and again.
@@ -116,7 +129,9 @@ func (r *run) rawCheckAt(ctx context.Context, i int) (int, int, error) {
 
 // gatehouseCheck runs one check through POST /v1/check as the app service.
 func (r *run) gatehouseCheck(ctx context.Context, _ int) (int, int, error) {
-	return r.gatehouseCheckAt(ctx, r.checks.nextIndex())
+	i := r.checks.nextIndex()
+	r.checks.ask(i)
+	return r.gatehouseCheckAt(ctx, i)
 }
 
 func (r *run) gatehouseCheckAt(ctx context.Context, i int) (int, int, error) {
@@ -144,6 +159,9 @@ func (r *run) wrongAnswer(system string, i int, allowed bool) int {
 // with an error counts as an error, not as a wrong answer.
 func (r *run) gatehouseBulk(ctx context.Context, _ int) (int, int, error) {
 	b := r.checks.nextBulk()
+	for _, i := range r.checks.bulks[b] {
+		r.checks.ask(i)
+	}
 	var out struct {
 		Results []struct {
 			Allowed bool            `json:"allowed"`

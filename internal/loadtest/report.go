@@ -109,7 +109,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"scenario's first request, sent alone before the warm-up, when no cache holds its result yet. The open-loop scenarios send " +
 		"requests at a fixed rate through the same warm-up before they measure, and count each latency from the moment its request was due.\n")
 	fmt.Fprintf(b, "- The cold check scenarios (\"check\", the bulk checks and \"check, open loop\") cycle through the %d queries in a fixed shuffled order, "+
-		"so a question repeats only after that many requests. The skewed ones pick each question from the same %d with a Zipf distribution "+
+		"so a question repeats only after that many requests. The skewed ones pick each question from the first %d with a Zipf distribution "+
 		"(s = %.1f, v = %.0f, one seeded generator per worker), so the %d most frequent questions make up %.0f%% of the requests. "+
 		"Role changes and one-second temporary grants run through Gatehouse's API during both, every %s, and each write makes a new "+
 		"datastore revision. SpiceDB's dispatch cache keys results by revision. Gatehouse's result cache keys a check by the state of "+
@@ -117,7 +117,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"The changes name users that no check asks about, so that the expected answers stay valid; they clear no result that the "+
 		"checks use, but each one moves the revision that its org's uncached checks are evaluated at. The repeated-questions scenario starts once no "+
 		"relationship write has committed for %s. No writes run during it or the lookup scenarios.\n",
-		cfg.Queries, cfg.Queries, zipfS, zipfV, repeatedQuestions, 100*zipfShare(cfg.Queries, repeatedQuestions), cfg.ChangeInterval, quietPeriod)
+		cfg.Queries, skewedQuestionCount(cfg.Queries), zipfS, zipfV, repeatedQuestions, 100*zipfShare(skewedQuestionCount(cfg.Queries), repeatedQuestions), cfg.ChangeInterval, quietPeriod)
 	fmt.Fprintf(b, "- Bulk checks run with %d workers (100 checks per request); the other closed-loop scenarios with %d.\n\n", cfg.BulkWorkers, cfg.Workers)
 
 	for _, run := range r.Runs {
@@ -308,7 +308,11 @@ func writeTarget(b *strings.Builder, r *Report) {
 		if run.OpenLoop.P99 < openLoopTarget {
 			verdict = "met"
 		}
-		fmt.Fprintf(b, "On %s relationships: p99 %s at %.0f checks/s offered, so the target was %s.\n", formatSize(run.Size), formatDuration(run.OpenLoop.P99), run.OpenLoopRate, verdict)
+		fmt.Fprintf(b, "On %s relationships: p99 %s at %.0f checks/s offered, so the target was %s.", formatSize(run.Size), formatDuration(run.OpenLoop.P99), run.OpenLoopRate, verdict)
+		if n := run.OpenLoop.Repeats; n > 0 {
+			fmt.Fprintf(b, " But %d of its requests, warm-up included, repeated questions sent before, which the result cache may have answered, so this was not a cold measurement.", n)
+		}
+		b.WriteString("\n")
 		return
 	}
 	b.WriteString("This run had no such size.\n")

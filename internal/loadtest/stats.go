@@ -29,6 +29,11 @@ type Result struct {
 	WrongAnswers int64
 	Errors       int64
 
+	// Repeats counts the questions, warm-up included, that a cold
+	// Gatehouse scenario sent after an earlier scenario at the same size
+	// had sent them, which the result cache may have answered.
+	Repeats int64
+
 	// PeakRSS is the high-water mark of the server process's resident
 	// memory during the scenario, in bytes; 0 when unknown.
 	PeakRSS int64
