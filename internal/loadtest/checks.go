@@ -29,8 +29,8 @@ type checkSet struct {
 	repeated atomic.Uint64 // position in the repeated working set
 
 	// asked marks the queries that Gatehouse's cold scenarios have sent,
-	// and repeats counts those sent again: Gatehouse's result cache may
-	// answer a repeat, so a cold scenario with many is not cold.
+	// and repeats counts those sent again. Gatehouse's result cache may
+	// serve a repeat, so a cold scenario with many is not cold.
 	asked   []atomic.Bool
 	repeats atomic.Int64
 }

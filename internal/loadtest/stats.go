@@ -29,9 +29,9 @@ type Result struct {
 	WrongAnswers int64
 	Errors       int64
 
-	// Repeats counts the questions, warm-up included, that a cold
-	// Gatehouse scenario sent after an earlier scenario at the same size
-	// had sent them, which the result cache may have answered.
+	// Repeats counts the requests of a cold Gatehouse scenario, warm-up
+	// included, whose question a cold scenario had already sent at this
+	// size. The result cache may have served them.
 	Repeats int64
 
 	// PeakRSS is the high-water mark of the server process's resident
