@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 
@@ -179,7 +180,7 @@ func (s *Service) Delete(ctx context.Context, c Caller, resource object.Ref) (st
 		return "", err
 	}
 
-	org, err := s.orgOf(ctx, resource)
+	org, chain, err := s.orgChain(ctx, resource)
 	if err != nil {
 		return "", err
 	}
@@ -200,9 +201,12 @@ func (s *Service) Delete(ctx context.Context, c Caller, resource object.Ref) (st
 	var token string
 	err = s.withBumps(ctx, principals, func() error {
 		var err error
-		token, err = s.deleteTree(ctx, resource)
+		token, err = s.deleteTree(ctx, resource, chain)
 		return err
 	})
+	if errors.Is(err, errGone) {
+		err = fmt.Errorf("%w: %s was deleted by another request while this delete ran", ErrNotFound, resource)
+	}
 	if err != nil {
 		// Part of the tree may be gone: the reconciler decides from the
 		// state whether the delete counts as applied.
@@ -243,7 +247,14 @@ const deleteAttempts = 5
 // node in place without its roles, never its roles without the node. A
 // role given to the node between the two writes stays after it, so Create
 // rejects an id that a relationship still names.
-func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, error) {
+//
+// chain holds while node's parent link and every link above it up to the
+// org are the ones Delete read. Both writes carry it, so a delete that runs
+// late never removes a resource of the same id created since in another
+// org. When it no longer holds, deleteTree returns errGone.
+// NOTE: an org links to the platform only, so an org deleted and founded
+// again by someone else while a late delete of it waits is not told apart.
+func (s *Service) deleteTree(ctx context.Context, node object.Ref, chain []*v1.Precondition) (string, error) {
 	var noChildren []*v1.Precondition
 	for _, childType := range object.ChildTypes(node.Type) {
 		noChildren = append(noChildren, &v1.Precondition{
@@ -255,21 +266,31 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 		})
 	}
 
+	conditions := append(slices.Clone(chain), noChildren...)
+
 	for range deleteAttempts {
 		children, err := s.children(ctx, node, s.limits.MaxDeleteObjects)
 		if err != nil {
 			return "", err
 		}
 		for _, child := range children {
-			if _, err := s.deleteTree(ctx, child); err != nil {
+			childChain := append([]*v1.Precondition{linkPrecondition(child, node)}, chain...)
+			_, err := s.deleteTree(ctx, child, childChain)
+			if errors.Is(err, errGone) && !s.holds(ctx, chain) {
+				return "", err
+			}
+			if err != nil && !errors.Is(err, errGone) {
 				return "", err
 			}
 		}
 
 		// Children's parent links name node too: the condition keeps this
 		// write from taking the link of a child created meanwhile.
-		_, err = s.engine.DeleteMatching(ctx, namedPrecondition(node).GetFilter(), noChildren)
+		_, err = s.engine.DeleteMatching(ctx, namedPrecondition(node).GetFilter(), conditions)
 		if isPrecondition(err) {
+			if !s.holds(ctx, chain) {
+				return "", errGone
+			}
 			continue
 		}
 		if err != nil {
@@ -280,8 +301,11 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 				return "", err
 			}
 		}
-		token, err := s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{ResourceType: node.Type, OptionalResourceId: node.ID}, noChildren)
+		token, err := s.engine.DeleteMatching(ctx, &v1.RelationshipFilter{ResourceType: node.Type, OptionalResourceId: node.ID}, conditions)
 		if isPrecondition(err) {
+			if !s.holds(ctx, chain) {
+				return "", errGone
+			}
 			continue // a child appeared meanwhile
 		}
 		if err != nil {
@@ -290,6 +314,36 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref) (string, erro
 		return token, nil
 	}
 	return "", fmt.Errorf("%w: resources keep being created under %s; retry the delete", ErrConflict, node)
+}
+
+// errGone reports that a node of a delete was deleted, and perhaps created
+// again elsewhere, by another request while the delete ran.
+var errGone = errors.New("deleted by another request meanwhile")
+
+// holds reports whether every precondition of chain, each one that a
+// relationship must match, still matches one. A failed read counts as
+// holding, so that the caller retries and fails on the write instead.
+func (s *Service) holds(ctx context.Context, chain []*v1.Precondition) bool {
+	for _, p := range chain {
+		rels, _, err := s.engine.Read(ctx, p.GetFilter(), 1, nil)
+		if err == nil && len(rels) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// linkPrecondition holds while child's parent link names parent.
+func linkPrecondition(child, parent object.Ref) *v1.Precondition {
+	return &v1.Precondition{
+		Operation: v1.Precondition_OPERATION_MUST_MATCH,
+		Filter: &v1.RelationshipFilter{
+			ResourceType:          child.Type,
+			OptionalResourceId:    child.ID,
+			OptionalRelation:      object.ParentRelation(child.Type),
+			OptionalSubjectFilter: &v1.SubjectFilter{SubjectType: parent.Type, OptionalSubjectId: parent.ID},
+		},
+	}
 }
 
 // children returns the objects whose parent link names node, or
