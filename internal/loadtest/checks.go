@@ -86,7 +86,18 @@ func newCheckSet(queries []CheckQuery) (*checkSet, error) {
 // nextIndex returns the index of the next query, cycling through the set.
 func (s *checkSet) nextIndex() int { return int(s.next.Add(1) % uint64(len(s.queries))) }
 
-func (s *checkSet) nextBulk() int { return int(s.next.Add(1) % uint64(len(s.bulks))) }
+// nextBulk returns the index of the next bulk: the first whole one after
+// the position of the cold scenarios, which it moves past the bulk. Bulks
+// then ask the questions that follow the single checks' ones.
+func (s *checkSet) nextBulk() int {
+	for {
+		position := s.next.Load()
+		start := (position + bulkSize) / bulkSize * bulkSize // past position, as nextIndex adds first
+		if s.next.CompareAndSwap(position, start+bulkSize-1) {
+			return int(start / bulkSize % uint64(len(s.bulks)))
+		}
+	}
+}
 
 // ask records that a cold scenario sent query i to Gatehouse.
 func (s *checkSet) ask(i int) {

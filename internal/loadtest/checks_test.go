@@ -32,3 +32,22 @@ func TestSkewedQuestionsStayBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestBulksFollowSingleChecks(t *testing.T) {
+	s, err := newCheckSet(make([]CheckQuery, 10*bulkSize))
+	if err != nil {
+		t.Fatalf("newCheckSet: %v", err)
+	}
+	if i, j := s.nextIndex(), s.nextIndex(); i != 1 || j != 2 {
+		t.Fatalf("first single checks = %d, %d; want 1, 2", i, j)
+	}
+	if b := s.nextBulk(); b != 1 {
+		t.Fatalf("bulk after questions 1 and 2 = %d, want 1 (questions %d to %d)", b, bulkSize, 2*bulkSize-1)
+	}
+	if b := s.nextBulk(); b != 2 {
+		t.Fatalf("second bulk = %d, want 2", b)
+	}
+	if i := s.nextIndex(); i != 3*bulkSize {
+		t.Fatalf("single check after two bulks = %d, want %d", i, 3*bulkSize)
+	}
+}
