@@ -139,28 +139,44 @@ type definitionReader struct {
 }
 
 func (r definitionReader) LegacyReadNamespaceByName(ctx context.Context, name string) (*core.NamespaceDefinition, datastore.Revision, error) {
-	key := defKey{revision: r.revKey, names: name}
-	if found, ok := r.defs.sets.GetIfPresent(key); ok && len(found) == 1 {
-		return found[0].Definition, found[0].LastWrittenRevision, nil
-	}
-	def, rev, err := r.Reader.LegacyReadNamespaceByName(ctx, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	shared := r.defs.put(key, []datastore.RevisionedNamespace{{Definition: def, LastWrittenRevision: rev}})
-	return shared[0].Definition, rev, nil
+	return r.defs.byName(ctx, r.revKey, name, r.Reader.LegacyReadNamespaceByName)
 }
 
 func (r definitionReader) LegacyLookupNamespacesWithNames(ctx context.Context, names []string) ([]datastore.RevisionedNamespace, error) {
+	return r.defs.withNames(ctx, r.revKey, names, r.Reader.LegacyLookupNamespacesWithNames)
+}
+
+// byName returns the definition called name at the revision whose key is
+// revKey, from the cache or else from read.
+func (d *definitions) byName(ctx context.Context, revKey, name string,
+	read func(context.Context, string) (*core.NamespaceDefinition, datastore.Revision, error),
+) (*core.NamespaceDefinition, datastore.Revision, error) {
+	key := defKey{revision: revKey, names: name}
+	if found, ok := d.sets.GetIfPresent(key); ok && len(found) == 1 {
+		return found[0].Definition, found[0].LastWrittenRevision, nil
+	}
+	def, rev, err := read(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	shared := d.put(key, []datastore.RevisionedNamespace{{Definition: def, LastWrittenRevision: rev}})
+	return shared[0].Definition, rev, nil
+}
+
+// withNames returns the definitions called names at the revision whose key
+// is revKey, from the cache or else from lookup.
+func (d *definitions) withNames(ctx context.Context, revKey string, names []string,
+	lookup func(context.Context, []string) ([]datastore.RevisionedNamespace, error),
+) ([]datastore.RevisionedNamespace, error) {
 	sorted := slices.Clone(names)
 	slices.Sort(sorted)
-	key := defKey{revision: r.revKey, names: strings.Join(slices.Compact(sorted), ",")}
-	if found, ok := r.defs.sets.GetIfPresent(key); ok {
+	key := defKey{revision: revKey, names: strings.Join(slices.Compact(sorted), ",")}
+	if found, ok := d.sets.GetIfPresent(key); ok {
 		return slices.Clone(found), nil
 	}
-	found, err := r.Reader.LegacyLookupNamespacesWithNames(ctx, names)
+	found, err := lookup(ctx, names)
 	if err != nil {
 		return nil, err
 	}
-	return r.defs.put(key, found), nil
+	return d.put(key, found), nil
 }

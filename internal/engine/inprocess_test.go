@@ -6,6 +6,7 @@ import (
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 	"github.com/authzed/spicedb/pkg/datastore"
+	core "github.com/authzed/spicedb/pkg/proto/core/v1"
 
 	"github.com/gatehouse-authz/gatehouse/internal/object"
 )
@@ -127,5 +128,48 @@ func writeViewer(t *testing.T, e *Engine, id, user string) {
 	}}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The v1 API caches definitions per revision; the read cache below it gives
+// each revision the same copy.
+func TestReadCacheSharesDefinitionsAcrossRevisions(t *testing.T) {
+	e := newMemoryEngine(t)
+	ctx := t.Context()
+	if _, ok := e.reads.(cachingDatastore); !ok {
+		t.Fatalf("the engine reads through %T, not the read cache", e.reads)
+	}
+
+	read := func() (*core.NamespaceDefinition, []datastore.RevisionedNamespace) {
+		t.Helper()
+		head, err := e.reads.HeadRevision(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reader := e.reads.SnapshotReader(head.Revision)
+		def, _, err := reader.LegacyReadNamespaceByName(ctx, "document")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs, err := reader.LegacyLookupNamespacesWithNames(ctx, []string{"project", "workspace"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(defs) != 2 {
+			t.Fatalf("read %d definitions, want 2", len(defs))
+		}
+		return def, defs
+	}
+
+	firstDoc, first := read()
+	writeViewer(t, e, "d1", "alice")
+	secondDoc, second := read()
+	if firstDoc != secondDoc {
+		t.Error("the document definition read at two revisions is stored twice")
+	}
+	for i := range first {
+		if first[i].Definition != second[i].Definition {
+			t.Errorf("definition %q read at two revisions is stored twice", first[i].Definition.GetName())
+		}
 	}
 }

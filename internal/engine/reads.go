@@ -78,6 +78,7 @@ type readCache struct {
 	wholeObjects bool
 
 	revKeys revisionKeys
+	defs    *definitions
 }
 
 // revisionKeys remembers the keys of the revisions read last. A check
@@ -135,7 +136,11 @@ func newReadCache(bytes int, wholeObjects bool, registry prometheus.Registerer) 
 	if err != nil {
 		return nil, err
 	}
-	return &readCache{rows: rows, large: large, reads: reads, wholeObjects: wholeObjects}, nil
+	defs, err := newDefinitions()
+	if err != nil {
+		return nil, err
+	}
+	return &readCache{rows: rows, large: large, reads: reads, wholeObjects: wholeObjects, defs: defs}, nil
 }
 
 func weighRows(k readKey, rows *rowSet) uint32 {
@@ -184,8 +189,15 @@ func (r *cachingReader) LegacyLookupCaveatsWithNames(ctx context.Context, names 
 	return r.open().LegacyLookupCaveatsWithNames(ctx, names)
 }
 
+// The namespace definitions read through the v1 API, which caches them
+// per revision, come from the read cache's definitions. So every revision's
+// entry shares one copy of each version of a definition, where each had its
+// own (about 14 MB at 1M relationships on PostgreSQL).
+
 func (r *cachingReader) LegacyReadNamespaceByName(ctx context.Context, name string) (*core.NamespaceDefinition, datastore.Revision, error) {
-	return r.open().LegacyReadNamespaceByName(ctx, name)
+	return r.cache.defs.byName(ctx, r.revKey, name, func(ctx context.Context, name string) (*core.NamespaceDefinition, datastore.Revision, error) {
+		return r.open().LegacyReadNamespaceByName(ctx, name)
+	})
 }
 
 func (r *cachingReader) LegacyListAllNamespaces(ctx context.Context) ([]datastore.RevisionedNamespace, error) {
@@ -193,7 +205,9 @@ func (r *cachingReader) LegacyListAllNamespaces(ctx context.Context) ([]datastor
 }
 
 func (r *cachingReader) LegacyLookupNamespacesWithNames(ctx context.Context, names []string) ([]datastore.RevisionedNamespace, error) {
-	return r.open().LegacyLookupNamespacesWithNames(ctx, names)
+	return r.cache.defs.withNames(ctx, r.revKey, names, func(ctx context.Context, names []string) ([]datastore.RevisionedNamespace, error) {
+		return r.open().LegacyLookupNamespacesWithNames(ctx, names)
+	})
 }
 
 func (r *cachingReader) CountRelationships(ctx context.Context, name string) (int, error) {
