@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
 
@@ -45,11 +46,12 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 	case !object.IsResourceType(req.Resource.Type):
 		return Created{}, invalid("resource type %q cannot be created", req.Resource.Type)
 	case needsParent && req.Parent.IsZero():
-		return Created{}, invalid("a %s needs a parent of type %s", req.Resource.Type, wantParent)
+		return Created{}, invalid("%s %s needs a parent of type %s", article(req.Resource.Type), req.Resource.Type, wantParent)
 	case !needsParent && !req.Parent.IsZero():
 		return Created{}, invalid("an org has no parent")
 	case needsParent && req.Parent.Type != wantParent:
-		return Created{}, invalid("the parent of a %s must be a %s, not a %s", req.Resource.Type, wantParent, req.Parent.Type)
+		return Created{}, invalid("the parent of %s %s must be %s %s, not %s %s", article(req.Resource.Type), req.Resource.Type,
+			article(wantParent), wantParent, article(req.Parent.Type), req.Parent.Type)
 	}
 	owner := caller
 	if !req.Owner.IsZero() && req.Owner != caller {
@@ -124,6 +126,15 @@ func (s *Service) Create(ctx context.Context, c Caller, req CreateRequest) (Crea
 		return Created{}, s.explainCreateFailure(ctx, req, err)
 	}
 	return Created{Resource: req.Resource, Parent: req.Parent, Owner: owner, Role: role, Token: token}, nil
+}
+
+// article returns the indefinite article for a type name: "an org", "a
+// workspace".
+func article(typ string) string {
+	if typ != "" && strings.ContainsRune("aeiou", rune(typ[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // explainCreateFailure turns a failed precondition into ErrConflict (the id
@@ -253,7 +264,7 @@ const deleteAttempts = 5
 // late never removes a resource of the same id created since in another
 // org. When it no longer holds, deleteTree returns errGone.
 // NOTE: an org links to the platform only, so an org deleted and founded
-// again by someone else while a late delete of it waits is not told apart.
+// again by someone else while a late delete of it waits is not detected.
 func (s *Service) deleteTree(ctx context.Context, node object.Ref, chain []*v1.Precondition) (string, error) {
 	var noChildren []*v1.Precondition
 	for _, childType := range object.ChildTypes(node.Type) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
 )
@@ -34,6 +35,12 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		problem.Write(w, http.StatusBadRequest, "request body is empty")
+		return false
+	}
+	// encoding/json would replace each invalid byte with U+FFFD, so a
+	// reason would reach the audit log other than it was sent.
+	if !utf8.Valid(data) {
+		problem.Write(w, http.StatusBadRequest, "request body is not valid UTF-8")
 		return false
 	}
 	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
@@ -66,11 +73,44 @@ func describeDecodeError(err error, limit int64) (int, string) {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return http.StatusBadRequest, "request body is truncated JSON"
 	case errors.As(err, &typeErr):
-		return http.StatusBadRequest, fmt.Sprintf("field %q must be a JSON %s", typeErr.Field, typeErr.Type.Kind())
+		return http.StatusBadRequest, fmt.Sprintf("field %q must be a JSON %s", jsonPath(typeErr.Field), jsonKind(typeErr.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return http.StatusBadRequest, "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
 	}
 	return http.StatusBadRequest, "request body is not valid JSON"
+}
+
+// jsonPath returns the path of a field in the request body from the path
+// that encoding/json reports, which also names the Go types of embedded
+// structs. Those are the only elements with capitals: the API's keys are
+// lower case.
+func jsonPath(field string) string {
+	var keys []string
+	for key := range strings.SplitSeq(field, ".") {
+		if strings.ToLower(key) == key {
+			keys = append(keys, key)
+		}
+	}
+	return strings.Join(keys, ".")
+}
+
+// jsonKind names the JSON type that a value of Go type t is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	default:
+		return "string"
+	}
 }
 
 // writeJSON sends v as JSON. Responses are not cacheable unless the handler

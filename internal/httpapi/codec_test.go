@@ -35,6 +35,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"case folded key", `{"Name":"x"}`, http.StatusBadRequest, `unknown field "Name"`},
 		{"repeated key", `{"name":"x","name":"y"}`, http.StatusBadRequest, "appears more than once"},
 		{"wrong type", `{"name":1}`, http.StatusBadRequest, `field "name" must be a JSON string`},
+		{"wrong nested type", `{"inner":{"role":[]}}`, http.StatusBadRequest, `field "inner.role" must be a JSON string`},
+		{"array for an object", `{"inner":[]}`, http.StatusBadRequest, `field "inner" must be a JSON object`},
+		{"invalid UTF-8", "{\"name\":\"\xff\xfe\"}", http.StatusBadRequest, "not valid UTF-8"},
 		{"too large", `{"name":"` + strings.Repeat("x", 100) + `"}`, http.StatusRequestEntityTooLarge, "larger than 64 bytes"},
 	}
 	for _, tt := range tests {
@@ -54,6 +57,18 @@ func TestDecodeRejects(t *testing.T) {
 				t.Errorf("got %d %q, want %d with %q", w.Code, p.Detail, tt.status, tt.detail)
 			}
 		})
+	}
+}
+
+func TestJSONPathDropsGoTypeNames(t *testing.T) {
+	for field, want := range map[string]string{
+		"checks.checkItem.subject": "checks.subject",
+		"page_size":                "page_size",
+		"":                         "",
+	} {
+		if got := jsonPath(field); got != want {
+			t.Errorf("jsonPath(%q) = %q, want %q", field, got, want)
+		}
 	}
 }
 
