@@ -287,10 +287,14 @@ func (s *Service) deleteTree(ctx context.Context, node object.Ref, chain []*v1.P
 		for _, child := range children {
 			childChain := append([]*v1.Precondition{linkPrecondition(child, node)}, chain...)
 			_, err := s.deleteTree(ctx, child, childChain)
-			if errors.Is(err, errGone) && !s.holds(ctx, chain) {
-				return "", err
-			}
-			if err != nil && !errors.Is(err, errGone) {
+			switch {
+			case errors.Is(err, errGone):
+				// Another request deleted the child, which is fine, unless
+				// node itself went with it.
+				if !s.holds(ctx, chain) {
+					return "", err
+				}
+			case err != nil:
 				return "", err
 			}
 		}

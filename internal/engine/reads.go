@@ -191,8 +191,8 @@ func (r *cachingReader) LegacyLookupCaveatsWithNames(ctx context.Context, names 
 
 // The namespace definitions read through the v1 API, which caches them
 // per revision, come from the read cache's definitions. So every revision's
-// entry shares one copy of each version of a definition, where each had its
-// own (about 14 MB at 1M relationships on PostgreSQL).
+// entry shares one copy of each version of a definition. Before, each entry
+// had its own: about 14 MB in one profile at 1M relationships.
 
 func (r *cachingReader) LegacyReadNamespaceByName(ctx context.Context, name string) (*core.NamespaceDefinition, datastore.Revision, error) {
 	return r.cache.defs.byName(ctx, r.revKey, name, func(ctx context.Context, name string) (*core.NamespaceDefinition, datastore.Revision, error) {
@@ -361,8 +361,8 @@ func (r *cachingReader) fetch(ctx context.Context, key readKey) (*rowSet, bool, 
 }
 
 // read queries the relationships that key names. It returns nil, and no
-// error, when there are more than maxCachedRows (or, in theory, more names
-// than the table holds), and an empty set when there are none.
+// error, when there are more than maxCachedRows or the name table is full.
+// It returns an empty set when there are none.
 func (r *cachingReader) read(ctx context.Context, key readKey) (*rowSet, error) {
 	limit := uint64(maxCachedRows + 1)
 	it, err := r.open().QueryRelationships(ctx, datastore.RelationshipsFilter{

@@ -13,8 +13,8 @@ import (
 // The read cache holds hundreds of thousands of relationships on a large
 // dataset. A tuple.Relationship value has six strings and three optional
 // pointers, and the garbage collector follows each of them at every
-// cycle. On 1M relationships such rows were about a third of the live
-// heap, and the marking phases of the collector delayed requests.
+// cycle. In one profile on 1M relationships, such rows were about a third
+// of the live heap, and the collector's mark phases delayed requests.
 // rowSet keeps an object's relationships in two allocations that hold no
 // pointers, the ids as one string and the rest as fixed-size rows, so the
 // collector no longer scans them. Type and relation names become indexes
@@ -22,7 +22,7 @@ import (
 // expiration or integrity data keeps those pointers in a side list.
 
 // maxNames bounds the name table. The names come from the schema's
-// definitions, so a real schema stays far below it; rows with a name past
+// definitions, so a real schema stays far below it. Rows with a name past
 // it are not cached.
 const maxNames = math.MaxUint16
 
@@ -98,8 +98,8 @@ type rowSet struct {
 	extras []rowExtra
 }
 
-// packRows returns rels as a rowSet. ok is false when a name does not fit
-// in the table or an id in the set's length limits.
+// packRows returns rels as a rowSet. ok is false when the name table is
+// full or the ids take more than 4 GiB.
 func packRows(rels []tuple.Relationship) (set *rowSet, ok bool) {
 	size := 0
 	for _, rel := range rels {
@@ -108,6 +108,7 @@ func packRows(rels []tuple.Relationship) (set *rowSet, ok bool) {
 	if size > math.MaxUint32 {
 		return nil, false
 	}
+
 	ids := make([]byte, 0, size)
 	set = &rowSet{rows: make([]packedRow, len(rels))}
 	add := func(id string) span {
@@ -115,6 +116,7 @@ func packRows(rels []tuple.Relationship) (set *rowSet, ok bool) {
 		ids = append(ids, id...)
 		return span{start, uint32(len(ids))}
 	}
+
 	// The rows of one object share its id, which is stored once.
 	var last span
 	lastID := ""
@@ -128,12 +130,14 @@ func packRows(rels []tuple.Relationship) (set *rowSet, ok bool) {
 		if okNames != [4]bool{true, true, true, true} {
 			return nil, false
 		}
+
 		if i == 0 || rel.Resource.ObjectID != lastID {
 			last, lastID = add(rel.Resource.ObjectID), rel.Resource.ObjectID
 		}
 		row.resourceID = last
 		row.subjectID = add(rel.Subject.ObjectID)
 		row.extra = -1
+
 		if rel.OptionalCaveat != nil || rel.OptionalExpiration != nil || rel.OptionalIntegrity != nil {
 			row.extra = int32(len(set.extras))
 			set.extras = append(set.extras, rowExtra{
@@ -141,6 +145,7 @@ func packRows(rels []tuple.Relationship) (set *rowSet, ok bool) {
 			})
 		}
 	}
+
 	set.ids = string(ids)
 	return set, true
 }

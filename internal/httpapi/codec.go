@@ -38,7 +38,7 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	// encoding/json would replace each invalid byte with U+FFFD, so a
-	// reason would reach the audit log other than it was sent.
+	// reason would reach the audit log changed.
 	if !utf8.Valid(data) {
 		problem.Write(w, http.StatusBadRequest, "request body is not valid UTF-8")
 		return false

@@ -28,10 +28,10 @@ type checkSet struct {
 	next     atomic.Uint64
 	repeated atomic.Uint64 // position in the repeated working set
 
-	// asked marks the queries that Gatehouse's cold scenarios have sent,
+	// sent marks the queries that Gatehouse's cold scenarios have sent,
 	// and repeats counts those sent again. Gatehouse's result cache may
 	// serve a repeat, so a cold scenario with many is not cold.
-	asked   []atomic.Bool
+	sent    []atomic.Bool
 	repeats atomic.Int64
 }
 
@@ -42,7 +42,7 @@ type checkBody struct {
 }
 
 func newCheckSet(queries []CheckQuery) (*checkSet, error) {
-	s := &checkSet{queries: queries, asked: make([]atomic.Bool, len(queries))}
+	s := &checkSet{queries: queries, sent: make([]atomic.Bool, len(queries))}
 	for _, q := range queries {
 		body, err := json.Marshal(checkBody{Subject: "user:" + q.User, Permission: q.Permission, Resource: q.Resource.String()})
 		if err != nil {
@@ -99,9 +99,9 @@ func (s *checkSet) nextBulk() int {
 	}
 }
 
-// ask records that a cold scenario sent query i to Gatehouse.
-func (s *checkSet) ask(i int) {
-	if s.asked[i].Swap(true) {
+// recordSent records that a cold scenario sent query i to Gatehouse.
+func (s *checkSet) recordSent(i int) {
+	if s.sent[i].Swap(true) {
 		s.repeats.Add(1)
 	}
 }
@@ -141,7 +141,7 @@ func (r *run) rawCheckAt(ctx context.Context, i int) (int, int, error) {
 // gatehouseCheck runs one check through POST /v1/check as the app service.
 func (r *run) gatehouseCheck(ctx context.Context, _ int) (int, int, error) {
 	i := r.checks.nextIndex()
-	r.checks.ask(i)
+	r.checks.recordSent(i)
 	return r.gatehouseCheckAt(ctx, i)
 }
 
@@ -171,7 +171,7 @@ func (r *run) wrongAnswer(system string, i int, allowed bool) int {
 func (r *run) gatehouseBulk(ctx context.Context, _ int) (int, int, error) {
 	b := r.checks.nextBulk()
 	for _, i := range r.checks.bulks[b] {
-		r.checks.ask(i)
+		r.checks.recordSent(i)
 	}
 	var out struct {
 		Results []struct {

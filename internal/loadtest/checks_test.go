@@ -9,13 +9,13 @@ func TestCheckSetCountsRepeats(t *testing.T) {
 		t.Fatalf("newCheckSet: %v", err)
 	}
 	for _, i := range []int{0, 1, 2} {
-		s.ask(i)
+		s.recordSent(i)
 	}
 	if n := s.repeats.Load(); n != 0 {
 		t.Fatalf("repeats after three new questions = %d, want 0", n)
 	}
-	s.ask(1)
-	s.ask(1)
+	s.recordSent(1)
+	s.recordSent(1)
 	if n := s.repeats.Load(); n != 2 {
 		t.Fatalf("repeats after asking one question twice more = %d, want 2", n)
 	}
