@@ -55,7 +55,8 @@ type Config struct {
 	MaxBodyBytes int64
 
 	// Extra mounts more handlers, by ServeMux pattern, such as the dev
-	// issuer's. Default: none.
+	// issuer's. They take no query parameters: a request with any gets
+	// 400 before the handler runs. Default: none.
 	Extra map[string]http.Handler
 
 	// Decisions, when set, receives a sample of check decisions.
@@ -164,17 +165,26 @@ func New(cfg Config) http.Handler {
 	for pattern, h := range cfg.Extra {
 		mux.Handle(pattern, h)
 	}
-	return a.observe(problemsForUnrouted(mux))
+	return a.observe(serveRoutes(mux))
 }
 
-// problemsForUnrouted responds to requests that match no route with problem
-// details: 405 with an Allow header when the path exists for other methods
-// (RFC 9110, section 15.5.6), 404 otherwise.
-func problemsForUnrouted(mux *http.ServeMux) http.Handler {
+// serveRoutes serves requests with mux after checking their path and query
+// (see checkPath and checkQuery). It responds to requests that match no
+// route with problem details: 405 with an Allow header when the path exists
+// for other methods (RFC 9110, section 15.5.6), 404 otherwise.
+func serveRoutes(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !checkPath(w, r) {
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			mux.ServeHTTP(w, r)
+			// Set as mux.ServeHTTP would, so that metrics count a rejected
+			// query under its route.
+			r.Pattern = pattern
+			if checkQuery(w, r, pattern) {
+				mux.ServeHTTP(w, r)
+			}
 			return
 		}
 		// The mux's own handler decides between 404 and 405; capture its

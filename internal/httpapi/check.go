@@ -17,8 +17,10 @@ import (
 // is evaluated at. By default every read is fully consistent.
 type consistencyFields struct {
 	// ConsistencyToken requests a snapshot at least as fresh as the write
-	// or read that returned it.
-	ConsistencyToken string `json:"consistency_token"`
+	// or read that returned it. It is a pointer so that parse can tell an
+	// empty string, which it rejects, from an omitted field or null, which
+	// both decode to nil.
+	ConsistencyToken *string `json:"consistency_token"`
 
 	// Consistency may be "full" (the default) or "minimize_latency", which
 	// allows a result a few seconds stale.
@@ -26,14 +28,23 @@ type consistencyFields struct {
 }
 
 func (c consistencyFields) parse() (engine.Consistency, error) {
-	if len(c.ConsistencyToken) > 1024 {
+	var token string
+	if c.ConsistencyToken != nil {
+		token = *c.ConsistencyToken
+		if token == "" {
+			// Read as "no token", an empty string would hide a client
+			// that lost the token it meant to send.
+			return engine.Consistency{}, fmt.Errorf("consistency_token must not be empty; omit the field for full consistency")
+		}
+	}
+	if len(token) > 1024 {
 		return engine.Consistency{}, fmt.Errorf("consistency_token is longer than 1024 bytes")
 	}
 	switch c.Consistency {
 	case "", "full":
-		return engine.Consistency{Token: c.ConsistencyToken}, nil
+		return engine.Consistency{Token: token}, nil
 	case "minimize_latency":
-		if c.ConsistencyToken != "" {
+		if token != "" {
 			return engine.Consistency{}, fmt.Errorf("consistency_token and consistency \"minimize_latency\" exclude each other")
 		}
 		return engine.Consistency{MinimizeLatency: true}, nil

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -17,13 +18,19 @@ import (
 )
 
 // decode reads r's JSON body into v. It rejects a content type other than
-// JSON, bodies over the size limit, unknown fields (matched with case),
-// repeated fields and trailing data. On failure it has written the 4xx
-// response and returns false.
+// JSON, a media type parameter other than charset=utf-8, bodies over the
+// size limit, unknown fields (matched with case), repeated fields and
+// trailing data. v must be a non-nil pointer. On success *v is replaced
+// by the decoded value. On failure *v is left unchanged, and decode has
+// written the 4xx response and returns false.
 func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "application/json" {
 		problem.Write(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return false
+	}
+	if detail := checkMediaTypeParams(params); detail != "" {
+		problem.Write(w, http.StatusUnsupportedMediaType, detail)
 		return false
 	}
 
@@ -48,12 +55,43 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	// checkKeys has rejected unknown and repeated keys and trailing data.
-	if err := json.Unmarshal(data, v); err != nil {
+	// encoding/json sets fields as it goes, and allocates a pointer field
+	// before it finds a value of the wrong type for it, so the body is
+	// decoded into a fresh value that replaces *v only on success.
+	fresh := reflect.New(reflect.TypeOf(v).Elem())
+	if err := json.Unmarshal(data, fresh.Interface()); err != nil {
 		status, detail := describeDecodeError(err, a.maxBody)
 		problem.Write(w, status, detail)
 		return false
 	}
+	reflect.ValueOf(v).Elem().Set(fresh.Elem())
 	return true
+}
+
+// checkMediaTypeParams returns the reason to reject the parameters of an
+// application/json Content-Type, or "" to accept them. decode reads every
+// body as UTF-8, which RFC 8259, section 8.1 requires between systems.
+// Section 11 defines no parameters for application/json and lets receivers
+// ignore a charset. Gatehouse is stricter on purpose, because a client that
+// names another charset has probably encoded the body in it, and reading
+// that as UTF-8 could store altered text. Any other parameter is rejected
+// too, since Gatehouse cannot honour a parameter that it does not know.
+// mime.ParseMediaType has already lowered the case of the names.
+func checkMediaTypeParams(params map[string]string) string {
+	if charset, ok := params["charset"]; ok && !strings.EqualFold(charset, "utf-8") {
+		return fmt.Sprintf("Content-Type charset %q is not supported: send the body as UTF-8, with charset=utf-8 or no charset", charset)
+	}
+	names := make([]string, 0, len(params))
+	for name := range params {
+		if name != "charset" {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	return fmt.Sprintf("Content-Type parameter %q is not supported: application/json takes no parameters other than charset=utf-8", names[0])
 }
 
 func describeDecodeError(err error, limit int64) (int, string) {

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -216,14 +218,33 @@ func (a *api) listMembers(w http.ResponseWriter, r *http.Request, p *authn.Princ
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// queryReason returns the optional "reason" query parameter of a DELETE.
+// queryReason returns the optional "reason" query parameter of a DELETE or
+// of POST .../revoke-sessions. These requests take no body, so it rejects
+// one with a body, because a reason in it would otherwise be dropped. On
+// failure it has written the 400 response and returns false.
 func queryReason(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if hasBody(r) {
+		problem.Write(w, http.StatusBadRequest, r.Method+" "+r.URL.Path+" takes no request body; give the reason in the reason query parameter")
+		return "", false
+	}
 	reason := r.URL.Query().Get("reason")
 	if !validReason(reason) {
 		problem.Write(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of text without control or bidirectional formatting characters", MaxReasonLength))
 		return "", false
 	}
 	return reason, true
+}
+
+// hasBody reports whether r has a body of at least one byte. It reads that
+// byte, so the body is not usable afterwards. A body that cannot be read
+// counts as present.
+func hasBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	var first [1]byte
+	n, err := io.ReadFull(r.Body, first[:])
+	return n > 0 || !errors.Is(err, io.EOF)
 }
 
 // pathResource parses the {type} and {id} path values.

@@ -399,7 +399,13 @@ func (r *run) execute(ctx context.Context) (err error) {
 		func(ctx context.Context) error { r.runChecks(ctx); return nil },
 		func(ctx context.Context) error { r.runSkewedChecks(ctx); return nil },
 		r.runRepeatedChecks,
-		func(ctx context.Context) error { r.runLookups(ctx); return nil },
+		func(ctx context.Context) error {
+			if err := r.crossCheckLookups(ctx); err != nil {
+				return err
+			}
+			r.runLookups(ctx)
+			return nil
+		},
 		r.runWrites,
 		r.runExchange,
 	}

@@ -135,7 +135,11 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 	if run.AnalyzeTime > 0 {
 		fmt.Fprintf(b, ", then `ANALYZE` in %s", run.AnalyzeTime.Round(time.Millisecond))
 	}
-	fmt.Fprintf(b, ". Check queries: %s. The oracle agreed with SpiceDB on %d sampled checks and %d lookups before the runs.\n\n", run.Mix, run.OracleChecks, run.OracleLookups)
+	fmt.Fprintf(b, ". Check queries: %s. The oracle agreed with SpiceDB on %d sampled checks before the runs", run.Mix, run.OracleChecks)
+	if run.OracleLookups > 0 {
+		fmt.Fprintf(b, ", and on %d lookups before the lookup scenarios", run.OracleLookups)
+	}
+	b.WriteString(".\n\n")
 
 	b.WriteString("| scenario | system | throughput | p50 | p95 | p99 | first request | peak RSS | wrong answers | errors |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
