@@ -4,20 +4,27 @@ GO        ?= go
 BIN       ?= bin/gatehouse
 HTTP_ADDR ?= 127.0.0.1:8080
 
+# FIRST_BUILD ends the line that each compiling target prints first, since
+# the first build compiles every dependency and prints nothing until done.
+FIRST_BUILD = (the first build takes a few minutes)...
+
 .PHONY: all build run test test-short vet bench clean
 
 all: vet test build
 
 build:
+	@echo "building gatehouse $(FIRST_BUILD)"
 	$(GO) build -o $(BIN) ./cmd/gatehouse
 
 ## run: start Gatehouse in dev mode (in-memory storage, built-in dev issuer, loopback only)
 run:
+	@echo "building gatehouse $(FIRST_BUILD)"
 	$(GO) run ./cmd/gatehouse serve --dev --http-addr $(HTTP_ADDR)
 
 ## test: vet and run every test, including the end-to-end tests in integration/;
 ## with GATEHOUSE_TEST_DATABASE_URL set, the end-to-end suite runs again on PostgreSQL
 test: vet
+	@echo "building and running every test with the race detector $(FIRST_BUILD)"
 	$(GO) test -count=1 -race -timeout 20m ./...
 	@if [ -n "$$GATEHOUSE_TEST_DATABASE_URL" ]; then \
 		echo "--- integration suite again, on PostgreSQL"; \
@@ -25,9 +32,11 @@ test: vet
 	fi
 
 test-short:
+	@echo "building and running the short tests $(FIRST_BUILD)"
 	$(GO) test -count=1 -short ./...
 
 vet:
+	@echo "building gatehouse for go vet $(FIRST_BUILD)"
 	$(GO) vet ./...
 
 ## bench: run the Go benchmarks of the hot paths, then gatehouse-bench, which
@@ -37,6 +46,7 @@ vet:
 BENCH_FLAGS ?= -sizes 10k,100k,1m -datastores memory,postgres -duration 10s
 BENCH_OUT   ?= bin/bench-report.md
 bench:
+	@echo "building the benchmarks $(FIRST_BUILD)"
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	@mkdir -p $(dir $(BENCH_OUT))
 	@set -e; \

@@ -23,8 +23,10 @@ type consistencyFields struct {
 	ConsistencyToken *string `json:"consistency_token"`
 
 	// Consistency may be "full" (the default) or "minimize_latency", which
-	// allows a result a few seconds stale.
-	Consistency string `json:"consistency"`
+	// allows a result a few seconds stale. It is a pointer, like
+	// ConsistencyToken, so that parse can reject an empty string and read
+	// an omitted field or null as "full".
+	Consistency *string `json:"consistency"`
 }
 
 func (c consistencyFields) parse() (engine.Consistency, error) {
@@ -40,8 +42,17 @@ func (c consistencyFields) parse() (engine.Consistency, error) {
 	if len(token) > 1024 {
 		return engine.Consistency{}, fmt.Errorf("consistency_token is longer than 1024 bytes")
 	}
-	switch c.Consistency {
-	case "", "full":
+	mode := "full"
+	if c.Consistency != nil {
+		mode = *c.Consistency
+		if mode == "" {
+			// Read as "full", an empty string would hide a client that
+			// lost the mode it meant to send, such as "minimize_latency".
+			return engine.Consistency{}, fmt.Errorf("consistency must not be empty; send \"full\" or \"minimize_latency\", or omit the field for full consistency")
+		}
+	}
+	switch mode {
+	case "full":
 		return engine.Consistency{Token: token}, nil
 	case "minimize_latency":
 		if token != "" {
@@ -49,7 +60,7 @@ func (c consistencyFields) parse() (engine.Consistency, error) {
 		}
 		return engine.Consistency{MinimizeLatency: true}, nil
 	}
-	return engine.Consistency{}, fmt.Errorf("consistency must be \"full\" or \"minimize_latency\", not %q", c.Consistency)
+	return engine.Consistency{}, fmt.Errorf("consistency must be \"full\" or \"minimize_latency\", not %q", mode)
 }
 
 type checkItem struct {

@@ -44,10 +44,12 @@ type Redemption struct {
 }
 
 // Redeem makes caller, a user, a holder of token's link, until the link
-// ends. Redeeming a link twice counts once. Every reason a token cannot be
-// redeemed (unknown, revoked, expired, used up, resource deleted, or an
-// org link and a caller outside the org) returns ErrTokenNotFound, so the
-// response does not tell them apart.
+// ends. Redeeming a link twice counts once, and a repeat by a user who
+// still holds the link writes nothing, records no audit event and raises
+// no auth version. Every reason a token cannot be redeemed (unknown,
+// revoked, expired, used up, resource deleted, or an org link and a caller
+// outside the org) returns ErrTokenNotFound, so the response does not tell
+// them apart.
 func (s *Service) Redeem(ctx context.Context, caller authz.Caller, token string) (Redemption, error) {
 	if caller.Ref.Type != object.TypeUser {
 		return Redemption{}, fmt.Errorf("%w: only users can redeem share links, not %s", authz.ErrForbidden, caller.Ref)
@@ -92,9 +94,36 @@ func (s *Service) Redeem(ctx context.Context, caller authz.Caller, token string)
 		}
 	}
 
+	// A holder whose redemption was counted gains nothing by redeeming
+	// again. The Store alone cannot tell, because a process that stopped
+	// after counting may have left no holder relationship.
+	isHolder, err := s.hasHolder(ctx, l, caller.Ref)
+	if err != nil {
+		return Redemption{}, err
+	}
+	if isHolder {
+		redeemed, err := s.store.Redeemed(ctx, l.ID, principal)
+		if err != nil {
+			return Redemption{}, err
+		}
+		if redeemed {
+			return Redemption{Resource: l.Resource, Role: l.Role, ExpiresAt: l.ExpiresAt}, nil
+		}
+	}
+
+	// NOTE: two concurrent first redemptions by one user both find no
+	// holder relationship, so both write it and record an event, and the
+	// Store counts one use.
+	holderState := map[string]string{"link": l.ID, "role": l.Role}
+	before := map[string]string{}
+	if isHolder {
+		// The relationship is there but the redemption was not counted,
+		// so this one counts a use and changes no access.
+		before = holderState
+	}
 	change, err := s.authz.Begin(ctx, caller, authz.Change{
 		Org: l.Org, Action: ActionRedeem, Resource: l.Resource, Subject: caller.Ref,
-		After: map[string]string{"link": l.ID, "role": l.Role},
+		Before: before, After: holderState,
 	})
 	if err != nil {
 		return Redemption{}, err

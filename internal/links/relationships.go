@@ -78,6 +78,24 @@ func (s *Service) granted(ctx context.Context, l Link) (bool, error) {
 	return len(rels) > 0, nil
 }
 
+// hasHolder reports whether principal has the holder relationship of l,
+// at full consistency.
+func (s *Service) hasHolder(ctx context.Context, l Link, principal object.Ref) (bool, error) {
+	rels, _, err := s.authz.Engine().Read(ctx, &v1.RelationshipFilter{
+		ResourceType:       object.TypeLink,
+		OptionalResourceId: l.ID,
+		OptionalRelation:   holderRelation,
+		OptionalSubjectFilter: &v1.SubjectFilter{
+			SubjectType:       principal.Type,
+			OptionalSubjectId: principal.ID,
+		},
+	}, 1, nil)
+	if err != nil {
+		return false, err
+	}
+	return len(rels) > 0, nil
+}
+
 // ungrant deletes the relationships from l's resource to the link and the
 // link's holders.
 func (s *Service) ungrant(ctx context.Context, l Link) (string, error) {
