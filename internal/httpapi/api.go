@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -194,11 +195,25 @@ func serveRoutes(mux *http.ServeMux) http.Handler {
 		if capture.status == http.StatusMethodNotAllowed {
 			allow := capture.header.Get("Allow")
 			w.Header().Set("Allow", allow)
-			problem.Write(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
+			problem.Write(w, http.StatusMethodNotAllowed, "method "+methodInDetail(r.Method)+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
 			return
 		}
-		problem.Write(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		problem.Write(w, http.StatusNotFound, "no such endpoint: "+methodInDetail(r.Method)+" "+r.URL.Path)
 	})
+}
+
+// maxMethodInDetail is the number of bytes of a request's method that a
+// problem detail repeats. net/http accepts a method of any length that
+// fits in the header limit.
+const maxMethodInDetail = 32
+
+// methodInDetail returns method as problem details name it: whole when it
+// has at most maxMethodInDetail bytes, else its first bytes and its length.
+func methodInDetail(method string) string {
+	if len(method) <= maxMethodInDetail {
+		return method
+	}
+	return fmt.Sprintf("%s... (%d bytes)", method[:maxMethodInDetail], len(method))
 }
 
 // headerCapture is a ResponseWriter that keeps the status and headers and
@@ -256,7 +271,7 @@ func (a *api) observe(next http.Handler) http.Handler {
 			if route == "" {
 				route = "unmatched"
 			}
-			a.metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			a.metrics.Requests.WithLabelValues(route, metrics.MethodLabel(r.Method), strconv.Itoa(rec.status)).Inc()
 			a.metrics.Latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(rec, r)

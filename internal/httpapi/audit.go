@@ -63,11 +63,14 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request, p *authn.Princip
 	f.Limit = a.authz.Limits().DefaultPageSize
 	if v := q.Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > a.authz.Limits().MaxPageSize {
-			problem.Write(w, http.StatusBadRequest, "page_size must be an integer from 1 to "+strconv.Itoa(a.authz.Limits().MaxPageSize))
+		if err != nil || n < 0 || n > a.authz.Limits().MaxPageSize {
+			problem.Write(w, http.StatusBadRequest, "page_size must be an integer from 1 to "+strconv.Itoa(a.authz.Limits().MaxPageSize)+", or 0 for the default")
 			return
 		}
-		f.Limit = n
+		// 0 means the default, as in the other listings.
+		if n > 0 {
+			f.Limit = n
+		}
 	}
 	if len(f.Resource) > 1100 || len(f.Actor) > 1100 || len(f.Action) > 64 {
 		problem.Write(w, http.StatusBadRequest, "a filter value is too long")

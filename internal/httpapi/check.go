@@ -64,9 +64,11 @@ func (c consistencyFields) parse() (engine.Consistency, error) {
 }
 
 type checkItem struct {
-	Subject    string `json:"subject"`
-	Permission string `json:"permission"`
-	Resource   string `json:"resource"`
+	// Subject is a pointer so that an empty string, which could be an
+	// app's lost user id, is rejected rather than read as the caller.
+	Subject    *string `json:"subject"`
+	Permission string  `json:"permission"`
+	Resource   string  `json:"resource"`
 }
 
 type checkRequest struct {
@@ -84,15 +86,12 @@ type checkResponse struct {
 	ConsistencyToken string `json:"consistency_token,omitempty"`
 }
 
-// parseCheck turns a check item into an authz request; an empty subject
+// parseCheck turns a check item into an authz request; an omitted subject
 // means the caller.
 func parseCheck(item checkItem, caller object.Ref) (authz.CheckRequest, error) {
-	subject := caller
-	if item.Subject != "" {
-		var err error
-		if subject, err = object.ParseSubject(item.Subject); err != nil {
-			return authz.CheckRequest{}, fmt.Errorf("subject: %w", err)
-		}
+	subject, err := optionalSubject("subject", item.Subject, caller)
+	if err != nil {
+		return authz.CheckRequest{}, err
 	}
 	if item.Permission == "" {
 		return authz.CheckRequest{}, fmt.Errorf("permission is required")
@@ -110,7 +109,7 @@ func (a *api) check(w http.ResponseWriter, r *http.Request, p *authn.Principal) 
 		return
 	}
 	if body.LinkToken != nil {
-		if body.Subject != "" || *body.LinkToken == "" {
+		if body.Subject != nil || *body.LinkToken == "" {
 			problem.Write(w, http.StatusBadRequest, "give exactly one of subject and link_token, and link_token must not be empty")
 			return
 		}
@@ -236,11 +235,11 @@ func (a *api) checkBulk(w http.ResponseWriter, r *http.Request, p *authn.Princip
 }
 
 type lookupResourcesRequest struct {
-	Subject      string `json:"subject"`
-	Permission   string `json:"permission"`
-	ResourceType string `json:"resource_type"`
-	PageSize     int    `json:"page_size"`
-	PageToken    string `json:"page_token"`
+	Subject      *string `json:"subject"`
+	Permission   string  `json:"permission"`
+	ResourceType string  `json:"resource_type"`
+	PageSize     int     `json:"page_size"`
+	PageToken    string  `json:"page_token"`
 	consistencyFields
 }
 
@@ -259,11 +258,9 @@ func (a *api) lookupResources(w http.ResponseWriter, r *http.Request, p *authn.P
 		PageSize: body.PageSize, PageToken: body.PageToken,
 	}
 	var err error
-	if body.Subject != "" {
-		if req.Subject, err = object.ParseSubject(body.Subject); err != nil {
-			problem.Write(w, http.StatusBadRequest, "subject: "+err.Error())
-			return
-		}
+	if req.Subject, err = optionalSubject("subject", body.Subject, p.Ref); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	if len(body.PageToken) > 4096 {
 		problem.Write(w, http.StatusBadRequest, "page_token is longer than 4096 bytes")
@@ -329,4 +326,22 @@ func (a *api) lookupSubjects(w http.ResponseWriter, r *http.Request, p *authn.Pr
 		resp.Subjects[i] = ref.String()
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// optionalSubject parses the subject in field, or returns def when the
+// request omits the field or sets it to null. An empty string is an
+// error: read as "omitted", it would turn a request about a user whose id
+// the app lost into one about def, often the caller, who may see more.
+func optionalSubject(field string, v *string, def object.Ref) (object.Ref, error) {
+	if v == nil {
+		return def, nil
+	}
+	if *v == "" {
+		return object.Ref{}, fmt.Errorf("%s must not be empty; omit the field to mean the caller", field)
+	}
+	ref, err := object.ParseSubject(*v)
+	if err != nil {
+		return object.Ref{}, fmt.Errorf("%s: %w", field, err)
+	}
+	return ref, nil
 }

@@ -29,6 +29,13 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		problem.Write(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return false
 	}
+	// mime.ParseMediaType decodes RFC 2231 parameters (name*=), lets
+	// charset* replace charset, and drops one it cannot decode, so the
+	// parameters it returns may not be the ones sent.
+	if strings.Contains(r.Header.Get("Content-Type"), "*") {
+		problem.Write(w, http.StatusUnsupportedMediaType, "Content-Type parameters in the extended form (name*=value) are not supported")
+		return false
+	}
 	if detail := checkMediaTypeParams(params); detail != "" {
 		problem.Write(w, http.StatusUnsupportedMediaType, detail)
 		return false
@@ -48,6 +55,11 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	// reason would reach the audit log changed.
 	if !utf8.Valid(data) {
 		problem.Write(w, http.StatusBadRequest, "request body is not valid UTF-8")
+		return false
+	}
+	// The same holds for an escape of half a UTF-16 surrogate pair.
+	if hasLoneSurrogate(data) {
+		problem.Write(w, http.StatusBadRequest, `request body escapes half of a UTF-16 surrogate pair (\uD800 to \uDFFF without its other half), which is not a character`)
 		return false
 	}
 	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
@@ -168,4 +180,63 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
+}
+
+// hasLoneSurrogate reports whether a JSON text escapes a UTF-16 surrogate
+// that is not part of a high-low pair, such as "\ud800" alone.
+// encoding/json decodes such an escape to U+FFFD. A backslash outside a
+// string is a syntax error that the decoder reports, so the scan need not
+// track strings.
+func hasLoneSurrogate(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character, which may itself be a backslash
+		if i >= len(data) || data[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(data, i+1)
+		if !ok {
+			continue // a syntax error
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+6 >= len(data) || data[i+1] != '\\' || data[i+2] != 'u' {
+				return true
+			}
+			low, ok := hex4(data, i+3)
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// hex4 parses the four hexadecimal digits at data[at:at+4].
+func hex4(data []byte, at int) (rune, bool) {
+	if at+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[at : at+4] {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
 }

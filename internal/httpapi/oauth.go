@@ -162,11 +162,18 @@ func (a *api) introspect(w http.ResponseWriter, r *http.Request, caller *authn.P
 }
 
 // parseForm reads an application/x-www-form-urlencoded body of bounded
-// size; on failure it has written an OAuth error.
+// size and rejects a request with a query. On failure it has written an
+// OAuth error.
 func (a *api) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthRequestSize)
 	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return false
+	}
+	// Checked before ParseForm, which parses the query too and would
+	// report a malformed query as a malformed body.
+	if len(r.URL.RawQuery) > 0 {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "parameters belong in the body, not in the URL query")
 		return false
 	}
 	if err := r.ParseForm(); err != nil {
@@ -176,10 +183,6 @@ func (a *api) parseForm(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 		oauthError(w, http.StatusBadRequest, "invalid_request", "request body is not a valid form")
-		return false
-	}
-	if len(r.URL.RawQuery) > 0 {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "parameters belong in the body, not the URL")
 		return false
 	}
 	return true

@@ -30,10 +30,10 @@ func (a *api) me(w http.ResponseWriter, r *http.Request, p *authn.Principal) {
 }
 
 type createRequest struct {
-	Resource string `json:"resource"`
-	Parent   string `json:"parent"`
-	Owner    string `json:"owner"`
-	Reason   string `json:"reason"`
+	Resource string  `json:"resource"`
+	Parent   string  `json:"parent"`
+	Owner    *string `json:"owner"`
+	Reason   string  `json:"reason"`
 }
 
 type createResponse struct {
@@ -61,11 +61,9 @@ func (a *api) createResource(w http.ResponseWriter, r *http.Request, p *authn.Pr
 			return
 		}
 	}
-	if body.Owner != "" {
-		if owner, err = object.ParseSubject(body.Owner); err != nil {
-			problem.Write(w, http.StatusBadRequest, "owner: "+err.Error())
-			return
-		}
+	if owner, err = optionalSubject("owner", body.Owner, object.Ref{}); err != nil {
+		problem.Write(w, http.StatusBadRequest, err.Error())
+		return
 	}
 
 	if !validReason(body.Reason) {

@@ -16,6 +16,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	// Requests counts HTTP requests by route pattern, method and status.
+	// Pass the method through MethodLabel, so that the label set stays
+	// small.
 	Requests *prometheus.CounterVec
 
 	// Latency observes HTTP request durations by route pattern, in seconds.
@@ -35,7 +37,7 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_http_requests_total",
-			Help: "HTTP requests by route pattern, method and status code.",
+			Help: "HTTP requests by route pattern, method (\"other\" for a nonstandard one) and status code.",
 		}, []string{"route", "method", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gatehouse_http_request_duration_seconds",
@@ -60,4 +62,19 @@ func New() *Metrics {
 // collectors and SpiceDB's connection pool metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(prometheus.Gatherers{m.Registry, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
+}
+
+// MethodLabel returns the value of the method label for an HTTP request
+// method: the method itself when it is one of the eight of RFC 9110,
+// section 9.3 or PATCH (RFC 5789), and "other" for any other. net/http
+// accepts any token as a method, so labelling methods as they come would
+// let each client add series without bound. Methods are case-sensitive
+// (RFC 9110, section 9.1), so "get" is "other".
+func MethodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
