@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse-authz/gatehouse/internal/audit"
 	"github.com/gatehouse-authz/gatehouse/internal/authn"
@@ -183,9 +184,16 @@ func serveRoutes(mux *http.ServeMux) http.Handler {
 			// Set as mux.ServeHTTP would, so that metrics count a rejected
 			// query under its route.
 			r.Pattern = pattern
-			if checkQuery(w, r, pattern) {
-				mux.ServeHTTP(w, r)
+			if !checkQuery(w, r, pattern) {
+				return
 			}
+			// A GET's parameters go in the query; a body would be dropped
+			// unread, like a DELETE's (see queryReason).
+			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && hasBody(r) {
+				problem.Write(w, http.StatusBadRequest, r.Method+" requests take no body; send parameters in the query")
+				return
+			}
+			mux.ServeHTTP(w, r)
 			return
 		}
 		// The mux's own handler decides between 404 and 405; capture its
@@ -195,25 +203,38 @@ func serveRoutes(mux *http.ServeMux) http.Handler {
 		if capture.status == http.StatusMethodNotAllowed {
 			allow := capture.header.Get("Allow")
 			w.Header().Set("Allow", allow)
-			problem.Write(w, http.StatusMethodNotAllowed, "method "+methodInDetail(r.Method)+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
+			problem.Write(w, http.StatusMethodNotAllowed, "method "+methodInDetail(r.Method)+" is not allowed on "+clip(r.URL.EscapedPath(), maxEchoInDetail)+"; allowed: "+allow)
 			return
 		}
-		problem.Write(w, http.StatusNotFound, "no such endpoint: "+methodInDetail(r.Method)+" "+r.URL.Path)
+		// The escaped path, because the decoded one may name another
+		// endpoint: "/v1/resources/document%2Fd1" would read as
+		// "/v1/resources/document/d1".
+		problem.Write(w, http.StatusNotFound, "no such endpoint: "+methodInDetail(r.Method)+" "+clip(r.URL.EscapedPath(), maxEchoInDetail))
 	})
 }
 
-// maxMethodInDetail is the number of bytes of a request's method that a
-// problem detail repeats. net/http accepts a method of any length that
-// fits in the header limit.
-const maxMethodInDetail = 32
+// maxMethodInDetail and maxEchoInDetail bound how many bytes of a
+// request's method, and of its path or a parameter name, a problem detail
+// repeats. net/http accepts any of them up to the header limit (64 KiB).
+const (
+	maxMethodInDetail = 32
+	maxEchoInDetail   = 256
+)
 
-// methodInDetail returns method as problem details name it: whole when it
-// has at most maxMethodInDetail bytes, else its first bytes and its length.
-func methodInDetail(method string) string {
-	if len(method) <= maxMethodInDetail {
-		return method
+// methodInDetail returns method as problem details name it.
+func methodInDetail(method string) string { return clip(method, maxMethodInDetail) }
+
+// clip returns s whole when it has at most max bytes, else its first
+// bytes, cut before a character, and its length.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	return fmt.Sprintf("%s... (%d bytes)", method[:maxMethodInDetail], len(method))
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }
 
 // headerCapture is a ResponseWriter that keeps the status and headers and

@@ -52,7 +52,7 @@ func checkPath(w http.ResponseWriter, r *http.Request) bool {
 	if clean == escaped {
 		return true
 	}
-	problem.Write(w, http.StatusBadRequest, fmt.Sprintf(`path %q is not canonical: remove ".", ".." and empty segments, as in %q`, escaped, clean))
+	problem.Write(w, http.StatusBadRequest, fmt.Sprintf(`path %q is not canonical: remove ".", ".." and empty segments, as in %q`, clip(escaped, maxEchoInDetail), clip(clean, maxEchoInDetail)))
 	return false
 }
 
@@ -99,7 +99,7 @@ func checkQuery(w http.ResponseWriter, r *http.Request, pattern string) bool {
 			return false
 		}
 		if len(query[name]) > 1 {
-			problem.Write(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q appears more than once", name))
+			problem.Write(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q appears more than once", clip(name, maxEchoInDetail)))
 			return false
 		}
 	}
@@ -107,6 +107,7 @@ func checkQuery(w http.ResponseWriter, r *http.Request, pattern string) bool {
 }
 
 func unknownParameterDetail(name string, accepted []string) string {
+	name = clip(name, maxEchoInDetail)
 	if len(accepted) == 0 {
 		return fmt.Sprintf("unknown query parameter %q: this endpoint takes no query parameters", name)
 	}
