@@ -225,7 +225,8 @@ const (
 func methodInDetail(method string) string { return clip(method, maxMethodInDetail) }
 
 // clip returns s whole when it has at most max bytes, else its first
-// bytes, cut before a character, and its length.
+// bytes, cut before a character and before a percent-encoded byte, and
+// its length.
 func clip(s string, max int) string {
 	if len(s) <= max {
 		return s
@@ -233,6 +234,12 @@ func clip(s string, max int) string {
 	cut := max
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
+	}
+	switch {
+	case cut >= 1 && s[cut-1] == '%':
+		cut--
+	case cut >= 2 && s[cut-2] == '%':
+		cut -= 2
 	}
 	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
 }

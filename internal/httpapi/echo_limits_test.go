@@ -43,3 +43,24 @@ func TestNotFoundNamesEscapedPath(t *testing.T) {
 	r := s.send(t, http.MethodDelete, "/v1/resources/document%2Fd1", s.alice, "")
 	wantProblem(t, r, http.StatusNotFound, "no such endpoint: DELETE /v1/resources/document%2Fd1")
 }
+
+func TestBodyOnDeleteDetailClipsEscapedPath(t *testing.T) {
+	s := startStrictServer(t)
+	long := strings.Repeat("L", 60000)
+	r := s.send(t, http.MethodDelete, "/v1/links/"+long, s.alice, "{}")
+	wantProblem(t, r, http.StatusBadRequest, "takes no request body")
+	if len(r.problem.Detail) > 400 {
+		t.Errorf("detail has %d bytes, want at most 400", len(r.problem.Detail))
+	}
+	r = s.send(t, http.MethodDelete, "/v1/links/x%2Fmembers", s.alice, "{}")
+	wantProblem(t, r, http.StatusBadRequest, "DELETE /v1/links/x%2Fmembers takes no request body")
+}
+
+func TestQuotedParameterNameStaysBounded(t *testing.T) {
+	s := startStrictServer(t)
+	r := s.send(t, http.MethodGet, "/v1/me?"+strings.Repeat("%01", 300)+"=1", s.alice, "")
+	wantProblem(t, r, http.StatusBadRequest, "unknown query parameter")
+	if len(r.problem.Detail) > 400 {
+		t.Errorf("detail has %d bytes, want at most 400", len(r.problem.Detail))
+	}
+}

@@ -222,7 +222,7 @@ func (a *api) listMembers(w http.ResponseWriter, r *http.Request, p *authn.Princ
 // failure it has written the 400 response and returns false.
 func queryReason(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if hasBody(r) {
-		problem.Write(w, http.StatusBadRequest, r.Method+" "+r.URL.Path+" takes no request body; give the reason in the reason query parameter")
+		problem.Write(w, http.StatusBadRequest, methodInDetail(r.Method)+" "+clip(r.URL.EscapedPath(), maxEchoInDetail)+" takes no request body; give the reason in the reason query parameter")
 		return "", false
 	}
 	reason := r.URL.Query().Get("reason")

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse-authz/gatehouse/internal/problem"
@@ -99,7 +100,7 @@ func checkQuery(w http.ResponseWriter, r *http.Request, pattern string) bool {
 			return false
 		}
 		if len(query[name]) > 1 {
-			problem.Write(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q appears more than once", clip(name, maxEchoInDetail)))
+			problem.Write(w, http.StatusBadRequest, fmt.Sprintf("query parameter %s appears more than once", clip(strconv.Quote(name), maxEchoInDetail)))
 			return false
 		}
 	}
@@ -107,10 +108,12 @@ func checkQuery(w http.ResponseWriter, r *http.Request, pattern string) bool {
 }
 
 func unknownParameterDetail(name string, accepted []string) string {
-	name = clip(name, maxEchoInDetail)
+	// Quoted first, so that the limit holds for the escapes of control
+	// bytes too.
+	quoted := clip(strconv.Quote(name), maxEchoInDetail)
 	if len(accepted) == 0 {
-		return fmt.Sprintf("unknown query parameter %q: this endpoint takes no query parameters", name)
+		return fmt.Sprintf("unknown query parameter %s: this endpoint takes no query parameters", quoted)
 	}
 	sorted := slices.Sorted(slices.Values(accepted))
-	return fmt.Sprintf("unknown query parameter %q; accepted: %s", name, strings.Join(sorted, ", "))
+	return fmt.Sprintf("unknown query parameter %s; accepted: %s", quoted, strings.Join(sorted, ", "))
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,7 +153,15 @@ type Service struct {
 	failures *limiter
 	misses   prometheus.Counter
 	lead     expiry.Lead // lead before expires_at at which the scheduler ends links
+
+	// redeeming serializes, within this process, the redemptions of one
+	// link by one user (see Redeem), by a hash of the pair.
+	redeeming [redeemStripes]sync.Mutex
 }
+
+// redeemStripes is the number of locks that Redeem spreads links and users
+// over.
+const redeemStripes = 64
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
 
@@ -94,6 +95,13 @@ func (s *Service) Redeem(ctx context.Context, caller authz.Caller, token string)
 		}
 	}
 
+	// Concurrent redemptions of this link by this user would each find no
+	// holder yet and record an event. Taken one at a time, the later ones
+	// find the holder that the first wrote.
+	mu := &s.redeeming[redeemStripe(l.ID, principal)]
+	mu.Lock()
+	defer mu.Unlock()
+
 	// A holder whose redemption was counted gains nothing by redeeming
 	// again. The Store alone cannot tell, because a process that stopped
 	// after counting may have left no holder relationship.
@@ -111,9 +119,10 @@ func (s *Service) Redeem(ctx context.Context, caller authz.Caller, token string)
 		}
 	}
 
-	// NOTE: two concurrent first redemptions by one user both find no
-	// holder relationship, so both write it and record an event, and the
-	// Store counts one use.
+	// NOTE: the lock above is per process. Two concurrent first
+	// redemptions by one user through two Gatehouse processes both find no
+	// holder relationship, so both write it and record an event. The Store
+	// still counts one use.
 	holderState := map[string]string{"link": l.ID, "role": l.Role}
 	before := map[string]string{}
 	if isHolder {
@@ -195,4 +204,13 @@ func (s *Service) CheckToken(ctx context.Context, client, token, permission stri
 		return engine.Decision{}, err
 	}
 	return engine.Decision{Allowed: d.Allowed, Token: d.Token}, nil
+}
+
+// redeemStripe picks the lock of Service.redeeming for one link and user.
+func redeemStripe(linkID, principal string) int {
+	h := fnv.New32a()
+	h.Write([]byte(linkID))
+	h.Write([]byte{0})
+	h.Write([]byte(principal))
+	return int(h.Sum32() % redeemStripes)
 }
