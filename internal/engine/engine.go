@@ -84,6 +84,7 @@ type Engine struct {
 	results  *resultCache          // nil when off
 	pool     *pgxpool.Pool         // reads the state for the result cache; nil unless PostgresURL
 	schema   v1.SchemaServiceClient
+	schemaAt *v1.ZedToken // the revision this engine wrote its schema at
 	ds       datastore.Datastore
 	reads    datastore.Datastore // ds, through the read cache when it is on
 	counts   *writeCounts        // counts the writes to ds when the engine owns it
@@ -187,10 +188,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.Permissions = v1.NewPermissionsServiceClient(conn)
 	e.schema = v1.NewSchemaServiceClient(conn)
 
-	if _, err := e.schema.WriteSchema(ctx, &v1.WriteSchemaRequest{Schema: cfg.Schema}); err != nil {
+	written, err := e.schema.WriteSchema(ctx, &v1.WriteSchemaRequest{Schema: cfg.Schema})
+	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("write schema: %w", err)
 	}
+	e.schemaAt = written.GetWrittenAt()
 	e.schemaWritten.Store(true)
 
 	if size := cfg.ResultCacheBytes; size >= 0 {

@@ -53,6 +53,13 @@ type Consistency struct {
 // already in flight (its datastore proxy deduplicates them), and that one
 // may have started before a write that has since returned.
 func (e *Engine) consistencyFor(ctx context.Context, c Consistency) (*v1.Consistency, error) {
+	// A minimized revision may be seconds old, older than the schema that
+	// this engine wrote at start-up, at which SpiceDB finds no definitions.
+	// At least as fresh as the schema, SpiceDB still takes its minimized
+	// revision when that is newer.
+	if c.MinimizeLatency && e.schemaAt != nil {
+		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: e.schemaAt}}, nil
+	}
 	if c.Token != "" || c.MinimizeLatency {
 		return c.proto(), nil
 	}
