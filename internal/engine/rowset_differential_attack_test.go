@@ -248,9 +248,9 @@ func compare(t *testing.T, round string, cached, uncached *engine.Engine, w worl
 // nearOrPast reports whether a difference found d after the boundary (d
 // is negative before it) proves nothing. Within a second of it, the two
 // engines may read on either side. Past it, only the round after the
-// expirations asks what no earlier round cached; in the others, the
-// caches may still hold a result read before the boundary. A loaded
-// machine can stretch the rounds before it that far.
+// expirations checks permissions that no earlier round cached. In the
+// others, the caches may still contain a result read before the
+// boundary, and a loaded machine can stretch those rounds that far.
 func nearOrPast(round string, d time.Duration) bool {
 	return d > -time.Second && (d < time.Second || round != "after the expirations")
 }

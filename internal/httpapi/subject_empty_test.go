@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// An app that lost the id of the user it meant to ask about must get an
-// error, not the answer about itself.
+// An app that lost the user id it meant to send must get 400, not the
+// caller's own result.
 func TestEmptySubjectRejected(t *testing.T) {
 	s := startStrictServer(t)
 	const detail = "subject must not be empty; omit the field to mean the caller"
@@ -22,8 +22,8 @@ func TestEmptySubjectRejected(t *testing.T) {
 	}
 }
 
-// A bulk request answers each item apart, so the empty subject fails its
-// own item only.
+// A bulk request reports an error per item, so the empty subject fails
+// its own item only.
 func TestEmptySubjectInBulkItemRejected(t *testing.T) {
 	s := startStrictServer(t)
 	body := `{"checks":[{"subject":"user:dev|bob","permission":"view","resource":"document:d1"},{"subject":"","permission":"view","resource":"document:d1"}]}`

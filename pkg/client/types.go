@@ -118,10 +118,10 @@ type ListMembersResponse struct {
 type CheckRequest struct {
 	// Subject is the user, service or group ("group:<id>" stands for its
 	// members) to check. Empty means the caller itself, because the client
-	// omits the field; the server rejects an empty string sent as such. An
-	// app that fills Subject from a user id should reject an empty id
-	// before it calls, or it gets its own answer. To ask about another
-	// subject, the caller needs "inspect" on Resource.
+	// omits the field. (The server rejects an empty string sent as such.)
+	// An app that fills Subject from a user id should reject an empty id
+	// before it calls, or it gets the caller's own decision. To check
+	// another subject, the caller needs "inspect" on Resource.
 	Subject string `json:"subject,omitempty"`
 
 	// Permission is one of view, edit, delete, share, manage, create.
