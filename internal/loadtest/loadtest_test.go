@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -536,5 +537,39 @@ func TestWrongAnswersBySystem(t *testing.T) {
 	}
 	if got := report.WrongAnswers(); got != 2*63 {
 		t.Errorf("total: %d wrong answers, want %d", got, 2*63)
+	}
+}
+
+func TestReportNamesGeneratorCollections(t *testing.T) {
+	run := RunReport{
+		Size: 1000, Datastore: "memory",
+		Results: []Result{
+			{Scenario: scenarioCheck, System: systemGatehouse, Unit: "checks/s"},
+			{Scenario: scenarioCheck, System: systemSpiceDB, Unit: "checks/s", GeneratorGCs: 2},
+		},
+		OpenLoop: &Result{Scenario: scenarioOpenLoop, System: systemGatehouse, Unit: "checks/s", GeneratorGCs: 1},
+	}
+	var b strings.Builder
+	writeRun(&b, &run, Config{OpenLoopFraction: 0.7})
+	want := fmt.Sprintf("collected its own garbage during %s, %s (2); %s, %s (1)", scenarioCheck, systemSpiceDB, scenarioOpenLoop, systemGatehouse)
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("the report does not say %q:\n%s", want, b.String())
+	}
+
+	run.Results[1].GeneratorGCs, run.OpenLoop.GeneratorGCs = 0, 0
+	b.Reset()
+	writeRun(&b, &run, Config{OpenLoopFraction: 0.7})
+	if strings.Contains(b.String(), "collected its own garbage") {
+		t.Errorf("the report names collections that did not happen:\n%s", b.String())
+	}
+}
+
+func TestGCHeadroomStaysBounded(t *testing.T) {
+	h := gcHeadroom()
+	if h < 2<<30 || h > 8<<30 {
+		t.Errorf("gcHeadroom() = %d, want between 2 and 8 GiB", h)
+	}
+	if available, ok := memAvailable(); ok && available/3 >= 2<<30 && available/3 <= 8<<30 && h != available/3 {
+		t.Errorf("gcHeadroom() = %d with %d bytes available, want a third of it", h, available)
 	}
 }

@@ -177,6 +177,15 @@ func writeRun(b *strings.Builder, run *RunReport, cfg Config) {
 		fmt.Fprintf(b, "- Open loop on skewed questions: Gatehouse checks offered at %.0f/s (%.0f%% of the skewed closed-loop peak): p99 **%s**, %d requests. %s\n",
 			run.SkewedOpenLoopRate, 100*cfg.OpenLoopFraction, formatDuration(run.SkewedOpenLoop.P99), run.SkewedOpenLoop.Requests, formatWindows(run.SkewedOpenLoop.Windows))
 	}
+	var collected []string
+	for _, res := range rows {
+		if res.GeneratorGCs > 0 {
+			collected = append(collected, fmt.Sprintf("%s, %s (%d)", res.Scenario, res.System, res.GeneratorGCs))
+		}
+	}
+	if len(collected) > 0 {
+		fmt.Fprintf(b, "- The load generator collected its own garbage during %s, so those latencies include its pauses.\n", strings.Join(collected, "; "))
+	}
 	if run.WritesDuringRepeated {
 		fmt.Fprintf(b, "- A relationship write committed while %q ran, so the caches of both systems may have been emptied during it.\n", scenarioRepeated)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,27 +74,78 @@ func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wro
 }
 
 // gcHeadroom is how much the load generator's heap may grow during one
-// scenario before its garbage collector runs after all.
-const gcHeadroom = 2 << 30
+// scenario before its garbage collector runs after all: a third of the
+// memory available when the scenario starts, within [minGCHeadroom,
+// maxGCHeadroom]. At the skewed rate a 30 s scenario allocated more than
+// 2 GiB.
+func gcHeadroom() uint64 {
+	const minGCHeadroom, maxGCHeadroom = 2 << 30, 8 << 30
+	available, ok := memAvailable()
+	if !ok {
+		return minGCHeadroom
+	}
+	return min(max(available/3, minGCHeadroom), maxGCHeadroom)
+}
+
+// memAvailable returns the kernel's estimate of the memory available to
+// new work, from /proc/meminfo on Linux.
+func memAvailable() (uint64, bool) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		rest, found := strings.CutPrefix(line, "MemAvailable:")
+		if !found {
+			continue
+		}
+		kib, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return kib << 10, true
+	}
+	return 0, false
+}
+
+// gcPause is the load generator's garbage collector turned off for one
+// scenario.
+type gcPause struct {
+	percent int
+	limit   int64
+	numGC   uint32
+}
 
 // pauseGC collects the load generator's garbage and turns its collector
-// off until the returned function runs, unless the heap grows by
-// gcHeadroom first. The generator holds the dataset and the oracle, some
-// hundreds of MiB at 1M relationships. Marking them takes the collector
-// a good part of a second of CPU, which it would take from the servers
-// on the same machine, in bursts that the open-loop scenarios would
-// measure as the servers' latency.
-func pauseGC() (resume func()) {
+// off until resume, unless the heap grows by gcHeadroom first. The
+// generator holds the dataset and the oracle, some hundreds of MiB at 1M
+// relationships. Marking them takes the collector a good part of a second
+// of CPU, which it would take from the servers on the same machine, in
+// bursts that the open-loop scenarios would measure as the servers'
+// latency. collections tells whether that happened all the same.
+func pauseGC() *gcPause {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	percent := debug.SetGCPercent(-1)
-	limit := debug.SetMemoryLimit(int64(min(m.HeapAlloc+gcHeadroom, math.MaxInt64)))
-	return func() {
-		debug.SetGCPercent(percent)
-		debug.SetMemoryLimit(limit)
-		runtime.GC()
-	}
+	p := &gcPause{numGC: m.NumGC}
+	p.percent = debug.SetGCPercent(-1)
+	p.limit = debug.SetMemoryLimit(int64(min(m.HeapAlloc+gcHeadroom(), math.MaxInt64)))
+	return p
+}
+
+// collections returns how many times the generator collected since
+// pauseGC.
+func (p *gcPause) collections() uint32 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.NumGC - p.numGC
+}
+
+// resume turns the collector back on and collects.
+func (p *gcPause) resume() {
+	debug.SetGCPercent(p.percent)
+	debug.SetMemoryLimit(p.limit)
+	runtime.GC()
 }
 
 // closedLoop runs op once alone, then from cfg.Workers workers, each
@@ -100,7 +154,8 @@ func pauseGC() (resume func()) {
 // then for cfg.Duration. It measures the servers' peak RSS over all of it
 // when cfg.Memory is set.
 func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit string, cfg closedLoopConfig, op operation) Result {
-	defer pauseGC()()
+	pause := pauseGC()
+	defer pause.resume()
 	// Return the memory that earlier scenarios left behind, so that the
 	// peak reflects this scenario.
 	rssKnown := cfg.Memory != nil && cfg.Memory.resetPeak()
@@ -164,6 +219,7 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 	if rssKnown {
 		r.PeakRSS = cfg.Memory.peak()
 	}
+	r.GeneratorGCs = pause.collections()
 	return r
 }
 
@@ -176,7 +232,8 @@ func closedLoop(ctx context.Context, logger *slog.Logger, scenario, system, unit
 // other request in flight holds, as in closedLoop. memory, when not nil,
 // measures the servers' peak RSS.
 func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string, rate float64, warmup, duration time.Duration, maxOutstanding int, memory memoryProbe, op operation) Result {
-	defer pauseGC()()
+	pause := pauseGC()
+	defer pause.resume()
 	rssKnown := memory != nil && memory.resetPeak()
 	var warm, timed counters
 	var mu sync.Mutex
@@ -233,6 +290,7 @@ func openLoop(ctx context.Context, logger *slog.Logger, scenario, system string,
 	if rssKnown {
 		r.PeakRSS = memory.peak()
 	}
+	r.GeneratorGCs = pause.collections()
 	return r
 }
 

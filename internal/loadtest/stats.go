@@ -42,6 +42,11 @@ type Result struct {
 	// closed loops.
 	Windows WindowStats
 
+	// GeneratorGCs counts the load generator's own garbage collections
+	// during the scenario, which its latencies then include (see
+	// pauseGC).
+	GeneratorGCs uint32
+
 	// Note is a short remark shown below the table, such as why a
 	// scenario ran short.
 	Note string
