@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -135,10 +136,12 @@ func (s countedSnapshot) principals(string) (string, func(string) string, bool) 
 // Gatehouse's own audit rows included.
 //
 // The whole state is the count, lowest and highest xid of the rows at or
-// above a horizon. The horizon is the xmin of an earlier snapshot, so every
-// transaction below it had finished when it was taken. A transaction that
-// commits later adds a row above the horizon, and so a new count, even when
-// it commits after a transaction with a higher xid. An org's state is the
+// above the first horizon, the epoch. A horizon is the xmin of an earlier
+// snapshot, so every transaction below it had finished when it was taken.
+// A transaction that commits later adds a row above the horizon, and so a
+// new count, even when it commits after a transaction with a higher xid.
+// Each read sums the rows above the current horizon; the rows between the
+// epoch and it were summed once, when the horizon passed them. An org's state is the
 // same sums over the rows whose metadata names that org and the rows that
 // name none. An org's state for a subject leaves out the org's rows that
 // name another subject. Gatehouse records the org of each write it makes
@@ -152,16 +155,23 @@ func (s countedSnapshot) principals(string) (string, func(string) string, bool) 
 type pgTransactions struct {
 	pool    *pgxpool.Pool
 	horizon atomic.Pointer[horizon]
+	moving  sync.Mutex // held by moveHorizon
 
 	// last is the previous read, which a read returns again when no row
 	// has been added above the horizon since (see read).
 	last atomic.Pointer[pgSnapshot]
 }
 
-// horizon is an xid8, as text, and when it was read.
+// horizon is an xid8, as text, and when it was read. Every transaction
+// below it had ended by then.
 type horizon struct {
 	xid  string
 	read time.Time
+
+	// epoch is the first horizon of this sequence, and below sums up the
+	// rows from epoch up to xid, which never change (see moveHorizon).
+	epoch string
+	below *pgSums
 }
 
 const (
@@ -178,9 +188,18 @@ const (
 		count(*), min(xid)::text, max(xid)::text
 		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 GROUP BY 1, 2`
 
+	// queryPassed groups the rows that a move of the horizon passes.
+	queryPassed = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), coalesce(metadata->>'` + metadataSubject + `', ''),
+		count(*), min(xid)::text, max(xid)::text
+		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 GROUP BY 1, 2`
+
+	// maxGroupsBelow bounds the sums kept below the horizon: orgs plus
+	// the principals with writes of their own. Past it, the next move of
+	// the horizon starts over and changes every state.
+	maxGroupsBelow = 100_000
+
 	// maxTransactionsAboveHorizon is how many rows a state read counts
-	// before the horizon moves up. Moving it changes every state, so it
-	// happens only after that many writes, which change it anyway.
+	// before the horizon moves up, which keeps the grouped query short.
 	maxTransactionsAboveHorizon = 1000
 
 	// MaxHorizonAge is how long the horizon stays where it is even without
@@ -199,12 +218,35 @@ func newPGTransactions(ctx context.Context, pool *pgxpool.Pool) (*pgTransactions
 	return p, nil
 }
 
+// moveHorizon moves the horizon up to the oldest transaction still
+// running. The rows it passes belonged to transactions that had all ended,
+// so they never change: it adds them to the horizon's sums of the rows
+// below it instead of dropping them, and states keep their names. Only
+// once the sums below hold more than maxGroupsBelow groups does it start
+// over from the new horizon, which changes every state.
 func (p *pgTransactions) moveHorizon(ctx context.Context) error {
+	p.moving.Lock()
+	defer p.moving.Unlock()
 	var xid string
 	if err := p.pool.QueryRow(ctx, queryHorizon).Scan(&xid); err != nil {
 		return fmt.Errorf("read transaction horizon: %w", err)
 	}
-	p.horizon.Store(&horizon{xid: xid, read: time.Now()})
+	old := p.horizon.Load()
+	if old == nil || old.below.groups() > maxGroupsBelow {
+		p.horizon.Store(&horizon{xid: xid, read: time.Now(), epoch: xid, below: newPGSums()})
+		return nil
+	}
+	if xid == old.xid {
+		p.horizon.Store(&horizon{xid: xid, read: time.Now(), epoch: old.epoch, below: old.below})
+		return nil
+	}
+	passed, err := p.sums(ctx, queryPassed, old.xid, xid)
+	if err != nil {
+		return err
+	}
+	below := old.below.clone()
+	below.merge(passed)
+	p.horizon.Store(&horizon{xid: xid, read: time.Now(), epoch: old.epoch, below: below})
 	return nil
 }
 
@@ -227,31 +269,43 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	if all.highest, err = strconv.ParseUint(highest, 10, 64); err != nil {
 		return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
 	}
-	if last := p.last.Load(); last != nil && last.horizon == h.xid && last.all == all {
+	if last := p.last.Load(); last != nil && last.h == h && last.above.all == all {
 		if err := p.maybeMoveHorizon(ctx, h, all); err != nil {
 			return nil, err
 		}
 		return *last, nil
 	}
 
-	rows, err := p.pool.Query(ctx, queryTransactions, h.xid)
+	above, err := p.sums(ctx, queryTransactions, h.xid)
+	if err != nil {
+		return nil, err
+	}
+	s := pgSnapshot{h: h, above: above}
+	p.last.Store(&s)
+	if err := p.maybeMoveHorizon(ctx, h, above.all); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sums runs query, one of the grouped queries, with args.
+func (p *pgTransactions) sums(ctx context.Context, query string, args ...any) (*pgSums, error) {
+	rows, err := p.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	s := pgSnapshot{horizon: h.xid, orgs: make(map[string]*orgTransactions)}
+	defer rows.Close()
+	s := newPGSums()
 	for rows.Next() {
 		var org, subject, lowest, highest string
 		var t transactions
 		if err := rows.Scan(&org, &subject, &t.count, &lowest, &highest); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("read transactions: %w", err)
 		}
 		if t.lowest, err = strconv.ParseUint(lowest, 10, 64); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("read transactions: xid %q: %w", lowest, err)
 		}
 		if t.highest, err = strconv.ParseUint(highest, 10, 64); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("read transactions: xid %q: %w", highest, err)
 		}
 		s.add(org, subject, t)
@@ -259,16 +313,12 @@ func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read transactions: %w", err)
 	}
-	p.last.Store(&s)
-	if err := p.maybeMoveHorizon(ctx, h, s.all); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
 // maybeMoveHorizon moves the horizon up once too many rows lie above h, or
-// h is too old. The state just read stays valid; only the next reads
-// change.
+// h is too old. The state just read stays valid, and so do the states of
+// the next reads, unless the move starts over (see moveHorizon).
 func (p *pgTransactions) maybeMoveHorizon(ctx context.Context, h *horizon, all transactions) error {
 	if all.count > maxTransactionsAboveHorizon || time.Since(h.read) > MaxHorizonAge {
 		return p.moveHorizon(ctx)
@@ -295,12 +345,11 @@ func (t transactions) add(u transactions) transactions {
 
 func (t transactions) String() string { return fmt.Sprintf("%d/%d/%d", t.count, t.lowest, t.highest) }
 
-// pgSnapshot is one read of relation_tuple_transaction above the horizon.
-type pgSnapshot struct {
-	horizon string
-	all     transactions
-	noOrg   transactions // the rows of no org
-	orgs    map[string]*orgTransactions
+// pgSums sums up rows of relation_tuple_transaction by org and subject.
+type pgSums struct {
+	all   transactions
+	noOrg transactions // the rows of no org
+	orgs  map[string]*orgTransactions
 }
 
 // orgTransactions sums up the rows of one org: all of them, those of no
@@ -310,8 +359,10 @@ type orgTransactions struct {
 	subjects  map[string]transactions
 }
 
+func newPGSums() *pgSums { return &pgSums{orgs: make(map[string]*orgTransactions)} }
+
 // add counts t, the sum of the rows of org and subject.
-func (s *pgSnapshot) add(org, subject string, t transactions) {
+func (s *pgSums) add(org, subject string, t transactions) {
 	s.all = s.all.add(t)
 	if org == "" {
 		s.noOrg = s.noOrg.add(t)
@@ -330,40 +381,89 @@ func (s *pgSnapshot) add(org, subject string, t transactions) {
 	}
 }
 
-func (s pgSnapshot) whole() string { return "pg/" + s.horizon + "/" + s.all.String() }
+// merge adds the sums of u, rows disjoint from those of s.
+func (s *pgSums) merge(u *pgSums) {
+	if u.noOrg.count > 0 {
+		s.add("", "", u.noOrg)
+	}
+	for org, o := range u.orgs {
+		if o.wide.count > 0 {
+			s.add(org, "", o.wide)
+		}
+		for subject, t := range o.subjects {
+			s.add(org, subject, t)
+		}
+	}
+}
 
-func (s pgSnapshot) global() string { return "pg/" + s.horizon + "/" + s.noOrg.String() }
+// clone returns a copy of s that shares nothing that merge changes.
+func (s *pgSums) clone() *pgSums {
+	c := &pgSums{all: s.all, noOrg: s.noOrg, orgs: make(map[string]*orgTransactions, len(s.orgs))}
+	for org, o := range s.orgs {
+		c.orgs[org] = &orgTransactions{all: o.all, wide: o.wide, subjects: maps.Clone(o.subjects)}
+	}
+	return c
+}
+
+// groups counts the orgs and subjects that s keeps sums of.
+func (s *pgSums) groups() int {
+	n := len(s.orgs)
+	for _, o := range s.orgs {
+		n += len(o.subjects)
+	}
+	return n
+}
+
+func (s *pgSums) org(id string) *orgTransactions {
+	if o := s.orgs[id]; o != nil {
+		return o
+	}
+	return &orgTransactions{}
+}
+
+// pgSnapshot is one read of relation_tuple_transaction: the rows above its
+// horizon, read now, and the rows below, summed up when the horizon moved.
+// Together they are every row since the horizon's epoch, so a state names
+// the epoch and the sums of both.
+type pgSnapshot struct {
+	h     *horizon
+	above *pgSums
+}
+
+func (s pgSnapshot) prefix() string { return "pg/" + s.h.epoch + "/" }
+
+func (s pgSnapshot) whole() string { return s.prefix() + s.h.below.all.add(s.above.all).String() }
+
+func (s pgSnapshot) noOrg() transactions { return s.h.below.noOrg.add(s.above.noOrg) }
+
+func (s pgSnapshot) global() string { return s.prefix() + s.noOrg().String() }
 
 func (s pgSnapshot) org(id string) string {
-	var all transactions
-	if o := s.orgs[id]; o != nil {
-		all = o.all
-	}
-	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + id + "/" + all.String()
+	all := s.h.below.org(id).all.add(s.above.org(id).all)
+	return s.prefix() + s.noOrg().String() + "/" + id + "/" + all.String()
 }
 
 func (s pgSnapshot) subject(org, subject string) string {
 	base, own := s.base(org)
-	return principalState(base, subject, own[subject])
+	return principalState(base, subject, own(subject))
 }
 
 func (s pgSnapshot) principals(org string) (string, func(string) string, bool) {
 	base, own := s.base(org)
 	return "base/" + base, func(subject string) string {
-		return principalState(base, subject, own[subject])
+		return principalState(base, subject, own(subject))
 	}, true
 }
 
 // base returns the state of org without the rows of any one subject, and
-// the rows of each subject. A snapshot is not changed after its read, so
-// callers may keep the returned map.
-func (s pgSnapshot) base(org string) (string, map[string]transactions) {
-	var wide transactions
-	var own map[string]transactions
-	if o := s.orgs[org]; o != nil {
-		wide, own = o.wide, o.subjects
+// a function that sums up the rows of each subject. A snapshot is not
+// changed after its read, so callers may keep the function.
+func (s pgSnapshot) base(org string) (string, func(subject string) transactions) {
+	below, above := s.h.below.org(org), s.above.org(org)
+	wide := below.wide.add(above.wide)
+	return s.prefix() + s.noOrg().String() + "/" + org + "/" + wide.String(), func(subject string) transactions {
+		return below.subjects[subject].add(above.subjects[subject])
 	}
-	return "pg/" + s.horizon + "/" + s.noOrg.String() + "/" + org + "/" + wide.String(), own
 }
 
 func principalState(base, subject string, own transactions) string {
