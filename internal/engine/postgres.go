@@ -89,9 +89,10 @@ func NewPostgresDatastore(ctx context.Context, cfg PostgresConfig) (datastore.Da
 	return ds, nil
 }
 
-// DefaultQueryExecMode is how SpiceDB's connections send queries unless
-// the connection string sets default_query_exec_mode: each query shape is
-// prepared once per connection, so PostgreSQL parses and plans it once.
+// DefaultQueryExecMode is the pgx query mode of SpiceDB's connections
+// unless the connection string sets default_query_exec_mode. It prepares
+// each query shape once per connection, so PostgreSQL parses and plans it
+// once.
 // SpiceDB's own default, exec, has the server plan every query again. On
 // the benchmark's 1M relationships that planning cost PostgreSQL about as
 // much CPU as the rest of a cold check's queries. Set
@@ -114,7 +115,7 @@ func withQueryExecMode(conn string) (string, error) {
 	u, err := url.Parse(conn)
 	if err != nil {
 		// The parse error would repeat the URL, password included.
-		return "", fmt.Errorf("the URL is not a valid URL")
+		return "", fmt.Errorf("invalid database URL")
 	}
 	if u.RawQuery != "" {
 		u.RawQuery += "&"

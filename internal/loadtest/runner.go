@@ -76,8 +76,7 @@ func (c *counters) record(logger *slog.Logger, scenario, system string, ops, wro
 // gcHeadroom is how much the load generator's heap may grow during one
 // scenario before its garbage collector runs after all: a third of the
 // memory available when the scenario starts, within [minGCHeadroom,
-// maxGCHeadroom]. At the skewed rate a 30 s scenario allocated more than
-// 2 GiB.
+// maxGCHeadroom], so that longer scenarios need not collect.
 func gcHeadroom() uint64 {
 	const minGCHeadroom, maxGCHeadroom = 2 << 30, 8 << 30
 	available, ok := memAvailable()
@@ -122,7 +121,7 @@ type gcPause struct {
 // relationships. Marking them takes the collector a good part of a second
 // of CPU, which it would take from the servers on the same machine, in
 // bursts that the open-loop scenarios would measure as the servers'
-// latency. collections tells whether that happened all the same.
+// latency. collections counts the collections that ran all the same.
 func pauseGC() *gcPause {
 	runtime.GC()
 	var m runtime.MemStats
