@@ -92,12 +92,11 @@ func NewPostgresDatastore(ctx context.Context, cfg PostgresConfig) (datastore.Da
 // DefaultQueryExecMode is the pgx query mode of SpiceDB's connections
 // unless the connection string sets default_query_exec_mode. It prepares
 // each query shape once per connection, so PostgreSQL parses and plans it
-// once.
-// SpiceDB's own default, exec, has the server plan every query again. On
-// the benchmark's 1M relationships that planning cost PostgreSQL about as
-// much CPU as the rest of a cold check's queries. Set
-// default_query_exec_mode=exec in the URL behind a pooler that cannot
-// keep prepared statements, such as PgBouncer in transaction mode before
+// once. SpiceDB's own default, exec, has the server plan every query
+// again. On the benchmark's 1M relationships that planning took more than
+// half of PostgreSQL's CPU per cold check. Set
+// default_query_exec_mode=exec in the URL behind a pooler that cannot keep
+// prepared statements, such as PgBouncer in transaction mode before
 // version 1.21.
 const DefaultQueryExecMode = "cache_statement"
 
