@@ -94,7 +94,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"The dataset, the oracle and the load generator stay in the parent, as callers would in a deployment. " +
 		"The server process sets its garbage collector as `gatehouse serve` does: `GOGC` 400 unless the environment sets `GOGC`, " +
 		"and a memory limit from the container's unless it sets `GOMEMLIMIT`. " +
-		"The load generator collects its own garbage between scenarios and not during them, unless its heap grows by 2 GiB.\n")
+		"The load generator collects its own garbage between scenarios and not during them, unless its heap grows by a third of the available memory (2 to 8 GiB), and the results name any scenario in which it did.\n")
 	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the server process, on the same datastore object as Gatehouse, " +
 		"whose PostgreSQL connections prepare each query shape once (Gatehouse's default; stock SpiceDB plans every query again unless its URL sets `default_query_exec_mode`), " +
 		"with a dispatch cache of the same size (64 MiB), called through authzed-go over gRPC on loopback TCP, fully consistent.\n")

@@ -19,8 +19,8 @@ import (
 // queues requests. Measured with gatehouse-bench on 1M relationships on
 // two cores, each collection made a burst of checks over 10 ms, and at
 // Go's default these bursts set the p99 (docs/benchmarks.md). Collecting
-// a quarter as often costs memory: a live heap of 150 MB, as in that run,
-// grows to about 750 MB. Set GOGC, or GOMEMLIMIT, to choose otherwise.
+// a quarter as often costs memory: a live heap of 100 to 280 MB, as in
+// later runs, grows to 500 MB to 1.4 GB. Set GOGC, or GOMEMLIMIT, to choose otherwise.
 const DefaultGCPercent = 400
 
 // memoryLimitRatio is the share of a container's memory limit that
