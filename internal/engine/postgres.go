@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -60,10 +59,7 @@ func NewPostgresDatastore(ctx context.Context, cfg PostgresConfig) (datastore.Da
 	if cfg.GCWindow != 0 && cfg.GCWindow < MinGCWindow {
 		return nil, fmt.Errorf("postgres datastore: the garbage collection window %s is shorter than the minimum, %s, that the check cache needs; set --database-gc-window to %s or more", cfg.GCWindow, MinGCWindow, MinGCWindow)
 	}
-	uri, err := withQueryExecMode(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("postgres datastore: %w", err)
-	}
+	uri := withQueryExecMode(cfg.URL)
 	readPool := dsconfig.DefaultReadConnPool()
 	readPool.MaxOpenConns = orDefault(cfg.MaxReadConns, 20)
 	readPool.MinOpenConns = min(readPool.MinOpenConns, readPool.MaxOpenConns)
@@ -102,25 +98,28 @@ const DefaultQueryExecMode = "cache_statement"
 
 // withQueryExecMode adds DefaultQueryExecMode to a connection string, in
 // URL or keyword/value form, that does not choose a mode. Like SpiceDB, it
-// takes any mention of the parameter as a choice.
-func withQueryExecMode(conn string) (string, error) {
-	const param = "default_query_exec_mode"
-	if strings.Contains(conn, param) {
-		return conn, nil
+// takes any mention of the parameter as a choice. It adds text and changes
+// none: pgx parses URLs as libpq does, which differs from net/url on
+// socket directories, several hosts and '#', so a string rebuilt by
+// net/url could mean something else.
+func withQueryExecMode(conn string) string {
+	const param = "default_query_exec_mode=" + DefaultQueryExecMode
+	if strings.Contains(conn, "default_query_exec_mode") {
+		return conn
 	}
 	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
-		return conn + " " + param + "=" + DefaultQueryExecMode, nil
+		// In front, so that a last keyword with an empty value cannot
+		// take the parameter as its value.
+		return param + " " + conn
 	}
-	u, err := url.Parse(conn)
-	if err != nil {
-		// The parse error would repeat the URL, password included.
-		return "", fmt.Errorf("invalid database URL")
+	switch {
+	case !strings.Contains(conn, "?"):
+		return conn + "?" + param
+	case strings.HasSuffix(conn, "?"), strings.HasSuffix(conn, "&"):
+		return conn + param
+	default:
+		return conn + "&" + param
 	}
-	if u.RawQuery != "" {
-		u.RawQuery += "&"
-	}
-	u.RawQuery += param + "=" + DefaultQueryExecMode
-	return u.String(), nil
 }
 
 func orDefault(v, def int) int {

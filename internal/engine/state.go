@@ -198,6 +198,14 @@ const (
 	// the horizon starts over and changes every state.
 	maxGroupsBelow = 100_000
 
+	// maxHorizonIdle is how old a horizon may be when a read starts. Reads
+	// move it after MaxHorizonAge, so only a process with no state read for
+	// longer finds it older. Rows above it were written after it was read,
+	// apart from those of transactions then running, so they are younger
+	// than the garbage collection window (at least MinGCWindow) and still
+	// there. An older horizon starts over, which changes every state.
+	maxHorizonIdle = MaxHorizonAge + MaxHorizonAge/2
+
 	// maxTransactionsAboveHorizon is how many rows a state read counts
 	// before the horizon moves up, which keeps the grouped query short.
 	maxTransactionsAboveHorizon = 1000
@@ -225,6 +233,12 @@ func newPGTransactions(ctx context.Context, pool *pgxpool.Pool) (*pgTransactions
 // once the sums below hold more than maxGroupsBelow groups does it start
 // over from the new horizon, which changes every state.
 func (p *pgTransactions) moveHorizon(ctx context.Context) error {
+	return p.move(ctx, false)
+}
+
+// move moves the horizon, and starts over from the new one when
+// startOver is set.
+func (p *pgTransactions) move(ctx context.Context, startOver bool) error {
 	p.moving.Lock()
 	defer p.moving.Unlock()
 	var xid string
@@ -232,7 +246,7 @@ func (p *pgTransactions) moveHorizon(ctx context.Context) error {
 		return fmt.Errorf("read transaction horizon: %w", err)
 	}
 	old := p.horizon.Load()
-	if old == nil || old.below.groups() > maxGroupsBelow {
+	if old == nil || startOver || old.below.groups() > maxGroupsBelow {
 		p.horizon.Store(&horizon{xid: xid, read: time.Now(), epoch: xid, below: newPGSums()})
 		return nil
 	}
@@ -257,6 +271,14 @@ func (p *pgTransactions) moveHorizon(ctx context.Context) error {
 // only after a write.
 func (p *pgTransactions) read(ctx context.Context) (snapshot, error) {
 	h := p.horizon.Load()
+	if time.Since(h.read) > maxHorizonIdle {
+		// SpiceDB's garbage collection may have deleted rows above h by
+		// now, and sums without them could equal an earlier state's.
+		if err := p.move(ctx, true); err != nil {
+			return nil, err
+		}
+		h = p.horizon.Load()
+	}
 	var all transactions
 	var lowest, highest string
 	if err := p.pool.QueryRow(ctx, querySummary, h.xid).Scan(&all.count, &lowest, &highest); err != nil {

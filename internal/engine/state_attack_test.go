@@ -10,6 +10,7 @@ import (
 	"maps"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/authzed/spicedb/pkg/datastore"
 	"github.com/authzed/spicedb/pkg/datastore/options"
@@ -238,5 +239,58 @@ func TestPGStateSurvivesHorizonMove(t *testing.T) {
 	move()
 	if moved := states(saRead(t, p)); !maps.Equal(moved, second) {
 		t.Errorf("states changed when the horizon moved again:\nbefore %v\nafter  %v", second, moved)
+	}
+}
+
+// TestPGStateAfterIdleGC leaves the horizon unread for longer than
+// maxHorizonIdle, as a process with no checks would, and lets SpiceDB's
+// garbage collection delete the rows of a write above it. The next read
+// must not return the state from before that write.
+func TestPGStateAfterIdleGC(t *testing.T) {
+	ds, p, _ := openPGState(t)
+	before := saRead(t, p)
+	if err := saTx(t.Context(), ds, "acme", saAlice, "org:acme#member@user:dev|carol", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A later write, so that the collector's watermark lies above the
+	// first one.
+	if err := saTx(t.Context(), ds, "other", "", "org:other#member@user:dev|dave", nil); err != nil {
+		t.Fatal(err)
+	}
+	written := saRead(t, p)
+	if written.org("acme") == before.org("acme") {
+		t.Fatalf("the write did not change acme's state: %s", before.org("acme"))
+	}
+
+	idle := *p.horizon.Load()
+	idle.read = time.Now().Add(-2 * MaxHorizonAge)
+	p.horizon.Store(&idle)
+	gcds := datastore.UnwrapAs[datastore.GarbageCollectableDatastore](ds)
+	if gcds == nil {
+		t.Fatal("the datastore has no garbage collector")
+	}
+	gc, err := gcds.BuildGarbageCollector(t.Context())
+	if err != nil {
+		t.Fatalf("build the garbage collector: %v", err)
+	}
+	defer gc.Close()
+	watermark, err := gc.TxIDBefore(t.Context(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("read the garbage collection watermark: %v", err)
+	}
+	deleted, err := gc.DeleteBeforeTx(t.Context(), watermark)
+	if err != nil {
+		t.Fatalf("collect garbage: %v", err)
+	}
+	if deleted.Transactions == 0 {
+		t.Skip("a transaction elsewhere in the cluster held the collector back")
+	}
+
+	after := saRead(t, p)
+	if got := after.org("acme"); got == before.org("acme") {
+		t.Errorf("acme's state is back to its value before the write: %s", got)
+	}
+	if got := after.subject("acme", saAlice); got == before.subject("acme", saAlice) {
+		t.Errorf("alice's state is back to its value before her write: %s", got)
 	}
 }
