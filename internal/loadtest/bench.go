@@ -270,10 +270,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return report, err
 		}
-		checks, err := newCheckSet(queries)
-		if err != nil {
-			return report, err
-		}
 		lookups := map[string][]string{}
 		for _, u := range ds.LookupUsers {
 			lookups[u.User] = oracle.LookupDocuments("view", u.User)
@@ -291,13 +287,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				cfg.Logger.Info("skipped: the memory datastore scans every relationship of a type and relation per query", "size", size, "max_memory_size", cfg.MaxMemorySize)
 				continue
 			}
+			// Each datastore runs in its own server process with empty
+			// caches, so it starts the questions from the first and counts
+			// its own repeats.
+			checks, err := newCheckSet(queries)
+			if err != nil {
+				return report, err
+			}
 			r := &run{
 				cfg: cfg, logger: cfg.Logger.With("size", size, "datastore", datastore),
 				ds: ds, oracle: oracle, checks: checks, lookupExpected: lookups,
 				report: &RunReport{Size: size, Datastore: datastore, Dataset: ds.Summary(), LookupUsers: ds.LookupUsers, GenerateTime: generated, Mix: mix},
 			}
 			report.Runs = append(report.Runs, r.report)
-			err := r.execute(ctx)
+			err = r.execute(ctx)
 			if cfg.AfterRun != nil {
 				cfg.AfterRun(report)
 			}

@@ -573,3 +573,37 @@ func TestGCHeadroomStaysBounded(t *testing.T) {
 		t.Errorf("gcHeadroom() = %d with %d bytes available, want a third of it", h, available)
 	}
 }
+
+// TestRunCountsRepeatsPerDatastore runs one size on two datastores, each
+// in its own server process. The second run's single checks must start
+// from the first question again and count no repeat, although the first
+// run went through every question.
+func TestRunCountsRepeatsPerDatastore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the check scenarios twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	report, err := Run(ctx, Config{
+		Sizes: []int{2000}, Datastores: []string{"memory", "memory"}, ChecksOnly: true,
+		Workers: 1, BulkWorkers: 1, Warmup: 20 * time.Millisecond, Duration: 100 * time.Millisecond,
+		Queries: 500, ChangeInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(report.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(report.Runs))
+	}
+	first, second := find(report.Runs[0], scenarioCheck, systemGatehouse), find(report.Runs[1], scenarioCheck, systemGatehouse)
+	if first == nil || second == nil {
+		t.Fatal("the cold check scenario did not run on both datastores")
+	}
+	if first.Requests >= 500 {
+		t.Skipf("the first run's single checks sent %d requests, all the questions, so repeats are expected", first.Requests)
+	}
+	if second.Repeats != 0 {
+		t.Errorf("the second datastore's single checks counted %d repeats of questions sent to the first one's server", second.Repeats)
+	}
+}
