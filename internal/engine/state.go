@@ -182,16 +182,17 @@ const (
 	querySummary = `SELECT count(*), coalesce(min(xid)::text, '0'), coalesce(max(xid)::text, '0')
 		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8`
 
-	// queryTransactions groups the rows by the org and the subject that
-	// Gatehouse recorded in the transaction's metadata, or '' for none.
-	queryTransactions = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), coalesce(metadata->>'` + metadataSubject + `', ''),
+	// selectGroups sums up rows by the org and the subject that Gatehouse
+	// recorded in the transaction's metadata, or '' for none.
+	selectGroups = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), coalesce(metadata->>'` + metadataSubject + `', ''),
 		count(*), min(xid)::text, max(xid)::text
-		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 GROUP BY 1, 2`
+		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8`
+
+	// queryTransactions groups the rows above the horizon.
+	queryTransactions = selectGroups + ` GROUP BY 1, 2`
 
 	// queryPassed groups the rows that a move of the horizon passes.
-	queryPassed = `SELECT coalesce(metadata->>'` + metadataOrg + `', ''), coalesce(metadata->>'` + metadataSubject + `', ''),
-		count(*), min(xid)::text, max(xid)::text
-		FROM relation_tuple_transaction WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 GROUP BY 1, 2`
+	queryPassed = selectGroups + ` AND xid < $2::text::xid8 GROUP BY 1, 2`
 
 	// maxGroupsBelow bounds the sums kept below the horizon: orgs plus
 	// the principals with writes of their own. Past it, the next move of
@@ -436,11 +437,15 @@ func (s *pgSums) groups() int {
 	return n
 }
 
+// noTransactions is the sums of an org with no rows. Nothing changes it.
+var noTransactions orgTransactions
+
+// org returns the sums of the org id, which callers must not change.
 func (s *pgSums) org(id string) *orgTransactions {
 	if o := s.orgs[id]; o != nil {
 		return o
 	}
-	return &orgTransactions{}
+	return &noTransactions
 }
 
 // pgSnapshot is one read of relation_tuple_transaction: the rows above its

@@ -96,8 +96,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"and a memory limit from the container's unless it sets `GOMEMLIMIT`. " +
 		"The load generator collects its own garbage between scenarios and not during them, unless its heap grows by a third of the available memory (2 to 8 GiB), and the results name any scenario in which it did.\n")
 	b.WriteString("- **SpiceDB** is a stock SpiceDB v1.56.2 server (`pkg/cmd/server`) in the server process, on the same datastore object as Gatehouse, " +
-		"whose PostgreSQL connections prepare each query shape once (Gatehouse's default; stock SpiceDB plans every query again unless its URL sets `default_query_exec_mode`), " +
-		"with a dispatch cache of the same size (64 MiB), called through authzed-go over gRPC on loopback TCP, fully consistent.\n")
+		"with a dispatch cache of the same size (64 MiB), called through authzed-go over gRPC on loopback TCP, fully consistent. " +
+		"On PostgreSQL its connections prepare each query shape once, as Gatehouse opens them. " +
+		"Stock SpiceDB has PostgreSQL plan every query again unless its URL sets `default_query_exec_mode`.\n")
 	b.WriteString("- **Gatehouse** is called over HTTP on loopback by a service holding the `app` role on every org, with a Gatehouse token " +
 		"from token exchange, so every request verifies the token and its auth version; every check is fully consistent. " +
 		"A Gatehouse check also checks that the caller may ask (`inspect`), so it costs SpiceDB two checks.\n")
