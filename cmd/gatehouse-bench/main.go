@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-authz/gatehouse/internal/loadtest"
+	"github.com/gatehouse-authz/gatehouse/internal/server"
 )
 
 // databaseURLEnv names the PostgreSQL server for the postgres datastore.
@@ -56,6 +57,7 @@ func run() int {
 	out := flag.String("out", "", "file to write the Markdown report to, besides stdout")
 	cpuProfile := flag.String("cpuprofile", "", "directory for CPU and allocation profiles of the server process during the check scenario of each system and during Gatehouse's open loops, per size and datastore")
 	gatehouseLogs := flag.Bool("gatehouse-logs", false, "show Gatehouse's own warnings and errors on stderr")
+	gcStart := flag.Float64("gc-start", server.DefaultGCStart, "share of the heap's growth after which the server process starts each garbage collection, as gatehouse serve --gc-start (0 leaves it to Go)")
 	checksOnly := flag.Bool("checks-only", false, "run only the cold and skewed check scenarios (single, open loop and bulk), to compare changes to the check path")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -68,13 +70,17 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gatehouse-bench: "+msg)
 		return 2
 	}
+	if err := server.ValidateGCStart(*gcStart); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse-bench: -gc-start: "+err.Error())
+		return 2
+	}
 
 	cfg := loadtest.Config{
 		Datastores: splitList(*datastores), DatabaseURL: os.Getenv(databaseURLEnv),
 		Workers: *workers, LookupWorkers: *lookupWorkers, BulkWorkers: *bulkWorkers, Warmup: *warmup, Duration: *duration,
 		PagingTimeout: *pagingTimeout, Queries: *queries, OracleSample: *oracleSample, OpenLoopFraction: *openLoop,
 		ChangeInterval: *changeInterval, Seed: *seed, Label: *label, CPUProfileDir: *cpuProfile, Logger: logger,
-		GatehouseLogs: *gatehouseLogs, ChecksOnly: *checksOnly,
+		GatehouseLogs: *gatehouseLogs, ChecksOnly: *checksOnly, GCStart: *gcStart,
 	}
 	if *maxMemorySize != "0" {
 		n, err := loadtest.ParseSize(*maxMemorySize)

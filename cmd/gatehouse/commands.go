@@ -41,6 +41,7 @@ type serveOptions struct {
 	datastore  string
 	migrate    bool
 	sampleRate float64
+	gcStart    float64
 	postgres   engine.PostgresConfig
 }
 
@@ -74,6 +75,7 @@ machine; it listens on loopback only.`,
 	f.StringVar(&opts.datastore, "datastore", server.DatastoreMemory, "where relationships live: memory (lost on exit) or postgres")
 	f.BoolVar(&opts.migrate, "migrate", false, "apply pending database migrations before serving (postgres only)")
 	f.Float64Var(&opts.sampleRate, "decision-log-sample-rate", 0, "share of check decisions, from 0 (off) to 1, logged asynchronously with log=decisions")
+	f.Float64Var(&opts.gcStart, "gc-start", server.DefaultGCStart, "start each garbage collection once the heap has grown this share of the way to Go's goal (0 leaves it to Go)")
 	registerPostgresFlags(f, &opts.postgres)
 	return cmd
 }
@@ -128,24 +130,10 @@ take turns on an advisory lock.`,
 	return cmd
 }
 
-func runServe(cmd *cobra.Command, opts serveOptions) error {
-	logger, err := newLogger(opts.logLevel, opts.logFormat)
-	if err != nil {
-		return err
-	}
-	slog.SetDefault(logger)
-	server.TuneRuntime(logger)
-
-	file := &config.File{}
-	if opts.configPath != "" {
-		if file, err = config.Load(opts.configPath); err != nil {
-			return err
-		}
-	}
-
-	opts.postgres.URL = databaseURL(opts.postgres.URL)
-	opts.postgres.EnableMetrics = true
-	srv, err := server.New(cmd.Context(), server.Config{
+// serverConfig returns the server's configuration from the flags and the
+// configuration file.
+func (opts serveOptions) serverConfig(file *config.File, logger *slog.Logger) server.Config {
+	return server.Config{
 		HTTPAddr:         opts.httpAddr,
 		Issuers:          file.Issuers,
 		Tokens:           file.Tokens,
@@ -159,7 +147,35 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 		Datastore:        opts.datastore,
 		Postgres:         opts.postgres,
 		Migrate:          opts.migrate,
-	})
+
+		DecisionLogSampleRate: opts.sampleRate,
+	}
+}
+
+func runServe(cmd *cobra.Command, opts serveOptions) error {
+	logger, err := newLogger(opts.logLevel, opts.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	if err := server.ValidateGCStart(opts.gcStart); err != nil {
+		return fmt.Errorf("--gc-start: %w", err)
+	}
+	server.TuneRuntime(logger)
+	if err := server.StartEarlyCollections(cmd.Context(), opts.gcStart, logger); err != nil {
+		return err
+	}
+
+	file := &config.File{}
+	if opts.configPath != "" {
+		if file, err = config.Load(opts.configPath); err != nil {
+			return err
+		}
+	}
+
+	opts.postgres.URL = databaseURL(opts.postgres.URL)
+	opts.postgres.EnableMetrics = true
+	srv, err := server.New(cmd.Context(), opts.serverConfig(file, logger))
 	if err != nil {
 		return err
 	}

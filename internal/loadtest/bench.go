@@ -90,6 +90,12 @@ type Config struct {
 	// standard error. Default: false, they are discarded.
 	GatehouseLogs bool
 
+	// GCStart is the server process's share of the heap's growth after
+	// which it starts each garbage collection, as gatehouse serve
+	// --gc-start. Default: 0, which leaves collections to Go's pacer;
+	// cmd/gatehouse-bench passes server.DefaultGCStart, as serve does.
+	GCStart float64
+
 	// AfterRun, when set, is called with the report so far after each
 	// size and datastore, so that a long benchmark keeps its partial
 	// results. Default: nil.
@@ -360,7 +366,7 @@ func (r *run) execute(ctx context.Context) (err error) {
 		}()
 	}
 
-	r.servers, err = startServerProcess(ctx, r.report.Datastore, databaseURL, r.cfg.GatehouseLogs)
+	r.servers, err = startServerProcess(ctx, r.report.Datastore, databaseURL, r.cfg.GatehouseLogs, r.cfg.GCStart)
 	if err != nil {
 		return err
 	}

@@ -282,8 +282,8 @@ func writeSummary(b *strings.Builder, r *Report) {
 	}
 
 	m := r.Machine
-	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, GOGC %s, GOMEMLIMIT %s in the environment, %s %s/%s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
-		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GOGC, m.GOMEMLIMIT, m.GoVersion, m.OS, m.Arch)
+	fmt.Fprintf(b, "\n### Machine\n\n%s, %d CPUs, GOMAXPROCS %d, GOGC %s, GOMEMLIMIT %s in the environment, %s %s/%s. The server process started its collections at %s. Other work may have run on the machine at the same time, so treat the numbers as rough.\n\n",
+		m.CPUModel, m.CPUs, m.GOMAXPROCS, m.GOGC, m.GOMEMLIMIT, m.GoVersion, m.OS, m.Arch, describeGCStart(r.Config.GCStart))
 	fmt.Fprintf(b, "Wrong answers in total: **%d** (Gatehouse %d, SpiceDB %d).\n",
 		r.WrongAnswers(), r.WrongAnswersOf(systemGatehouse), r.WrongAnswersOf(systemSpiceDB))
 }
@@ -400,4 +400,12 @@ func ratio(a, b time.Duration) string {
 		return "–"
 	}
 	return fmt.Sprintf("×%.2f", float64(a)/float64(b))
+}
+
+// describeGCStart says when the server process started its collections.
+func describeGCStart(start float64) string {
+	if start == 0 {
+		return "Go's own trigger (-gc-start 0)"
+	}
+	return fmt.Sprintf("%v of the way from the live heap to Go's goal (-gc-start %v)", start, start)
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,6 +40,10 @@ const (
 	// serveLogsEnv, set to 1, sends Gatehouse's warnings and errors to
 	// the child's standard error, which is the parent's.
 	serveLogsEnv = "GATEHOUSE_BENCH_SERVE_LOGS"
+
+	// serveGCStartEnv is the child's early collection start, as gatehouse
+	// serve --gc-start. Unset: 0, off.
+	serveGCStartEnv = "GATEHOUSE_BENCH_SERVE_GC_START"
 )
 
 // Commands that the parent sends to the child, one per line on the
@@ -94,6 +99,16 @@ func ServeProcess() int {
 func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
 	// The same garbage collector settings as gatehouse serve.
 	server.TuneRuntime(logger)
+	gcStart := 0.0
+	if value := os.Getenv(serveGCStartEnv); value != "" {
+		var err error
+		if gcStart, err = strconv.ParseFloat(value, 64); err != nil {
+			return fmt.Errorf("%s=%q: %w", serveGCStartEnv, value, err)
+		}
+	}
+	if err := server.StartEarlyCollections(context.Background(), gcStart, logger); err != nil {
+		return err
+	}
 	datastore := os.Getenv(serveEnv)
 	databaseURL := os.Getenv(serveDatabaseEnv)
 	switch {
@@ -235,7 +250,7 @@ type serverProcess struct {
 // startServerProcess starts this binary again as a server process on
 // datastore, and waits for its servers to listen, for at most two
 // minutes (a PostgreSQL child migrates its database first).
-func startServerProcess(ctx context.Context, datastore, databaseURL string, logs bool) (*serverProcess, error) {
+func startServerProcess(ctx context.Context, datastore, databaseURL string, logs bool, gcStart float64) (*serverProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the benchmark binary: %w", err)
@@ -245,6 +260,7 @@ func startServerProcess(ctx context.Context, datastore, databaseURL string, logs
 	if logs {
 		cmd.Env = append(cmd.Env, serveLogsEnv+"=1")
 	}
+	cmd.Env = append(cmd.Env, serveGCStartEnv+"="+strconv.FormatFloat(gcStart, 'g', -1, 64))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -344,16 +344,23 @@ const (
 // because a process stopped between a change and its outcome. Every
 // instance runs it; an event gets at most one outcome all the same.
 func (s *Server) reconcileLoop(ctx context.Context) {
-	ticker := time.NewTicker(reconcileInterval)
+	everyTick(ctx, reconcileInterval, func() {
+		if _, err := s.recorder.Reconcile(ctx, reconcileGrace, s.authz.InPlace); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reconcile audit events", "error", err)
+		}
+	})
+}
+
+// everyTick calls fn every interval until ctx ends.
+func everyTick(ctx context.Context, interval time.Duration, fn func()) {
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-		}
-		if _, err := s.recorder.Reconcile(ctx, reconcileGrace, s.authz.InPlace); err != nil && ctx.Err() == nil {
-			s.logger.Warn("reconcile audit events", "error", err)
+			fn()
 		}
 	}
 }
