@@ -92,8 +92,8 @@ type Config struct {
 
 	// GCStart is the server process's share of the heap's growth after
 	// which it starts each garbage collection, as gatehouse serve
-	// --gc-start. Default: 0, which leaves collections to Go's pacer;
-	// cmd/gatehouse-bench passes server.DefaultGCStart, as serve does.
+	// --gc-start. Default: 0, which leaves collections to Go's pacer, as
+	// serve does by default.
 	GCStart float64
 
 	// AfterRun, when set, is called with the report so far after each

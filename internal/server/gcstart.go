@@ -10,22 +10,27 @@ import (
 	"time"
 )
 
-// DefaultGCStart is the share of the heap's growth between collections
-// after which StartEarlyCollections starts the next collection: at 0.6,
-// once the heap has grown 60% of the way from its live size to the
-// collector's goal.
+// DefaultGCStart is the default share for StartEarlyCollections: 0, off,
+// so that Go's pacer alone decides when to collect.
 //
 // Go's pacer starts a collection as late as it expects the marking to end
-// at the goal, from 70% of the way on, and often later. On a machine busy
-// with other work the marking falls behind that estimate, and the runtime
-// then makes allocating goroutines mark in its place. Those goroutines are
-// the ones serving requests. Measured with gatehouse-bench on 1M
-// relationships on two cores, at 70% of peak load, such assists took as
-// much CPU as the background marking, 80 to 120 ms a cycle. Starting at
-// 60% left them at 0 to 5 ms, and halved the cold p99 in three runs each
-// (docs/benchmarks.md). Collections come sooner, so more often, and the
-// peak throughput fell by about 3% in the same runs.
-const DefaultGCStart = 0.6
+// at the goal, from 70% of the way on, and often later. When the marking
+// falls behind that estimate, the runtime makes allocating goroutines mark
+// in its place ("assists"), and after the marking they sweep the pages
+// they allocate from. Those goroutines are the ones serving requests. A
+// collection started by runtime.GC leaves the marking more room, and its
+// caller sweeps the whole heap.
+//
+// Measured with gatehouse-bench on two cores, a start at 0.6 helped one
+// workload and hurt another, so it is not the default
+// (docs/benchmarks.md). On 1M relationships on PostgreSQL at 70% of peak
+// load, assists fell from 11 and 26 ms a collection to 0 to 5 ms. In three
+// runs each, the cold p99 fell from 35.9 to 61.7 ms to 17.9 to 24.7 ms,
+// and the peak throughput by about 3%. On the memory datastore at 100k
+// relationships, where the heap holds every relationship and checks
+// allocate far more, collecting more often cost about a third of the
+// throughput of both Gatehouse and raw SpiceDB.
+const DefaultGCStart = 0.0
 
 // gcPollInterval is how often the early collector reads the heap's size.
 // At the benchmark's 165 MB a second, the heap grows by under 2 MB in
@@ -37,7 +42,7 @@ const gcPollInterval = 10 * time.Millisecond
 // more than 0 and less than 1.
 func ValidateGCStart(start float64) error {
 	if math.IsNaN(start) || start < 0 || start >= 1 {
-		return fmt.Errorf("gc start %v: use 0 (off) or a share from above 0 to below 1, such as %v", start, DefaultGCStart)
+		return fmt.Errorf("gc start %v: use 0 (off) or a share from above 0 to below 1, such as 0.6", start)
 	}
 	return nil
 }
@@ -75,7 +80,7 @@ func collectEarly(ctx context.Context, start float64, interval time.Duration) {
 		goal, live, heap := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()
 		if goal > live && float64(heap) >= float64(live)+start*float64(goal-live) {
 			// runtime.GC returns once the collection and its sweep are
-			// done, so the next read sees the new live heap and goal.
+			// done, so the next read gets the new live heap and goal.
 			runtime.GC()
 		}
 	})

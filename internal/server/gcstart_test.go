@@ -90,7 +90,7 @@ func TestEarlyCollectionsStopWithTheContext(t *testing.T) {
 }
 
 func TestValidateGCStart(t *testing.T) {
-	for _, ok := range []float64{0, 0.01, DefaultGCStart, 0.99} {
+	for _, ok := range []float64{0, 0.01, DefaultGCStart, 0.6, 0.99} {
 		if err := ValidateGCStart(ok); err != nil {
 			t.Errorf("ValidateGCStart(%v) = %v, want nil", ok, err)
 		}
