@@ -161,6 +161,9 @@ func runServe(cmd *cobra.Command, opts serveOptions) error {
 	if err := server.ValidateGCStart(opts.gcStart); err != nil {
 		return fmt.Errorf("--gc-start: %w", err)
 	}
+	if err := server.ValidateDecisionLogSampleRate(opts.sampleRate); err != nil {
+		return fmt.Errorf("--decision-log-sample-rate: %w", err)
+	}
 	server.TuneRuntime(logger)
 	if err := server.StartEarlyCollections(cmd.Context(), opts.gcStart, logger); err != nil {
 		return err

@@ -21,7 +21,7 @@ func TestServeConfigKeepsTheDecisionLogRate(t *testing.T) {
 }
 
 func TestServeRejectsABadGCStart(t *testing.T) {
-	for _, value := range []string{"1", "1.5", "-0.1", "NaN"} {
+	for _, value := range []string{"0.01", "0.9", "1", "1.5", "-0.1", "NaN", "Inf"} {
 		cmd := newRootCommand()
 		cmd.SetArgs([]string{"serve", "--gc-start", value, "--http-addr", "127.0.0.1:0"})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -29,6 +29,19 @@ func TestServeRejectsABadGCStart(t *testing.T) {
 		err := cmd.ExecuteContext(ctx)
 		if err == nil || !strings.Contains(err.Error(), "--gc-start") {
 			t.Errorf("serve --gc-start %s: error %v, want one that names --gc-start", value, err)
+		}
+	}
+}
+
+func TestServeRejectsABadDecisionLogRate(t *testing.T) {
+	for _, value := range []string{"-0.1", "1.5", "NaN", "Inf"} {
+		cmd := newRootCommand()
+		cmd.SetArgs([]string{"serve", "--decision-log-sample-rate", value, "--http-addr", "127.0.0.1:0"})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // a serve that got past the check stops at once
+		err := cmd.ExecuteContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "--decision-log-sample-rate") {
+			t.Errorf("serve --decision-log-sample-rate %s: error %v, want one that names the flag", value, err)
 		}
 	}
 }

@@ -5,7 +5,6 @@ package authz
 // Gatehouse token minted before the request can still do.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/gatehouse-authz/gatehouse/internal/authversion"
 	"github.com/gatehouse-authz/gatehouse/internal/engine"
 	"github.com/gatehouse-authz/gatehouse/internal/object"
+	"github.com/gatehouse-authz/gatehouse/internal/testlog"
 	"github.com/gatehouse-authz/gatehouse/internal/tokens"
 	"github.com/gatehouse-authz/gatehouse/schema"
 )
@@ -82,24 +82,6 @@ func (f *failingVersions) Bump(ctx context.Context, principals []string) ([]auth
 	return changes, err
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes by a logger.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // versionsFixture is a Service on an in-memory engine and audit log, with
 // auth versions behind failingVersions and a token issuer on the same
 // versions. carol owns org:acme and its workspace:eng, where alice is a
@@ -111,12 +93,12 @@ type versionsFixture struct {
 	versions *failingVersions
 	issuer   *tokens.Issuer
 	verifier *oidc.IDTokenVerifier
-	logs     *lockedBuffer
+	logs     *testlog.Buffer
 }
 
 func newVersionsFixture(t *testing.T) *versionsFixture {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	eng, err := engine.New(t.Context(), engine.Config{Schema: schema.Text, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -58,6 +58,11 @@ func (l *DecisionLog) Record(d Decision) {
 	if l == nil || l.rate <= 0 || (l.rate < 1 && rand.Float64() >= l.rate) {
 		return
 	}
+	// Decisions are logged at info; a logger set to a higher level would
+	// drop them, and the written count would count lines never written.
+	if !l.logger.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	select {
 	case l.queue <- d:
 	default:
@@ -73,7 +78,7 @@ func (l *DecisionLog) Run(ctx context.Context) {
 			return
 		case d := <-l.queue:
 			l.logger.Info("decision",
-				"time", d.Time, "request_id", d.RequestID, "caller", d.Caller,
+				"decided_at", d.Time, "request_id", d.RequestID, "caller", d.Caller,
 				"subject", d.Subject, "permission", d.Permission, "resource", d.Resource, "allowed", d.Allowed)
 			l.logged.Inc()
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime"
 	"runtime/metrics"
 	"time"
@@ -37,12 +36,26 @@ const DefaultGCStart = 0.0
 // that time.
 const gcPollInterval = 10 * time.Millisecond
 
+// The shares that StartEarlyCollections accepts, besides 0. Below
+// minGCStart it would collect at almost every read. Above maxGCStart it
+// would come close to Go's own trigger, which is never below 45/64 (about
+// 0.70) of the way, so it could fire while Go's collection runs.
+const (
+	minGCStart = 0.1
+	maxGCStart = 0.65
+
+	// gcSkipShare is the share past which the collector does not start
+	// a collection: Go's own may have started, and runtime.GC would wait
+	// for it and then run a second one at once.
+	gcSkipShare = 0.68
+)
+
 // ValidateGCStart reports whether start is a valid share for
 // StartEarlyCollections: 0, which leaves collections to Go's pacer, or
-// more than 0 and less than 1.
+// from minGCStart to maxGCStart.
 func ValidateGCStart(start float64) error {
-	if math.IsNaN(start) || start < 0 || start >= 1 {
-		return fmt.Errorf("gc start %v: use 0 (off) or a share from above 0 to below 1, such as 0.6", start)
+	if start != 0 && !(start >= minGCStart && start <= maxGCStart) {
+		return fmt.Errorf("gc start %v: use 0 (off) or a share from %v to %v, such as 0.6", start, minGCStart, maxGCStart)
 	}
 	return nil
 }
@@ -54,7 +67,8 @@ func ValidateGCStart(start float64) error {
 //
 // The goal is Go's own, so GOGC and GOMEMLIMIT keep their meaning: the
 // heap still never grows past it, and collections come sooner. With
-// GOGC=off and no memory limit there is no goal, and nothing starts.
+// GOGC=off and no memory limit the goal is out of reach, and the
+// goroutine never collects.
 func StartEarlyCollections(ctx context.Context, start float64, logger *slog.Logger) error {
 	if err := ValidateGCStart(start); err != nil {
 		return err
@@ -63,24 +77,43 @@ func StartEarlyCollections(ctx context.Context, start float64, logger *slog.Logg
 		return nil
 	}
 	go collectEarly(ctx, start, gcPollInterval)
-	logger.Debug("early garbage collections started", "gc_start", start)
+	logger.Info("garbage collections start early", "gc_start", start)
 	return nil
 }
 
-// collectEarly reads the heap's size every interval until ctx ends, and
+// collectEarly reads the heap's growth every interval until ctx ends, and
 // collects once it passes the share start of the way to the goal.
+//
+// The growth is what was allocated since the read that first found the
+// last collection's count, the way Go's pacer counts it. The heap's size
+// would not do: after a collection that Go started, it still holds the
+// garbage that Go has not swept yet.
 func collectEarly(ctx context.Context, start float64, interval time.Duration) {
 	samples := []metrics.Sample{
 		{Name: "/gc/heap/goal:bytes"},
 		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
 	}
-	everyTick(ctx, interval, func() {
+	read := func() (goal, live, allocated, cycles uint64) {
 		metrics.Read(samples)
-		goal, live, heap := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()
-		if goal > live && float64(heap) >= float64(live)+start*float64(goal-live) {
+		return samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64()
+	}
+	_, _, base, lastCycles := read()
+	everyTick(ctx, interval, func() {
+		goal, live, allocated, cycles := read()
+		if cycles != lastCycles {
+			// A collection ended since the last read: count from here.
+			base, lastCycles = allocated, cycles
+			return
+		}
+		if goal <= live {
+			return
+		}
+		runway, grown := float64(goal-live), float64(allocated-base)
+		if grown >= start*runway && grown < gcSkipShare*runway {
 			// runtime.GC returns once the collection and its sweep are
-			// done, so the next read gets the new live heap and goal.
+			// done; the next read finds the new count and starts over.
 			runtime.GC()
 		}
 	})

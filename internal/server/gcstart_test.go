@@ -26,29 +26,42 @@ func readGC() (live, goal, automatic, forced uint64) {
 
 var sink []byte
 
-func TestEarlyCollectionsStartBeforeThePacer(t *testing.T) {
+// liveHeap sets GOGC to 400 for the test, and returns 32 MiB to keep
+// live, which puts the heap goal far above Go's 4 MiB minimum. It
+// collects before it returns.
+func liveHeap(t *testing.T) [][]byte {
+	t.Helper()
 	before := debug.SetGCPercent(400)
 	t.Cleanup(func() { debug.SetGCPercent(before) })
-
-	// A live heap of 32 MiB puts the goal far above Go's 4 MiB minimum.
 	live := make([][]byte, 32)
 	for i := range live {
 		live[i] = make([]byte, 1<<20)
 	}
 	runtime.GC()
-	marked, goal, automatic, forced := readGC()
-	runway := goal - marked
+	return live
+}
 
+// runCollector runs collectEarly with start, reading every millisecond,
+// until the test ends.
+func runCollector(t *testing.T, start float64) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		collectEarly(ctx, 0.3, time.Millisecond)
+		collectEarly(ctx, start, time.Millisecond)
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		<-done
-	}()
+	})
+}
+
+func TestEarlyCollectionsStartBeforeThePacer(t *testing.T) {
+	live := liveHeap(t)
+	marked, goal, automatic, forced := readGC()
+	runway := goal - marked
+	runCollector(t, 0.3)
 
 	// Allocate garbage in steps of 1 MiB, slowly enough for the collector to
 	// read the heap between steps, until a collection starts.
@@ -74,6 +87,33 @@ func TestEarlyCollectionsStartBeforeThePacer(t *testing.T) {
 	t.Fatalf("no collection after %d MiB of a %d MiB runway", allocated>>20, runway>>20)
 }
 
+func TestEarlyCollectionsLeaveGoCollectionsAlone(t *testing.T) {
+	live := liveHeap(t)
+	_, _, automatic, forced := readGC()
+
+	// At the skip share the collector may start nothing; every collection
+	// here is Go's, and runtime.GC during one would add a second.
+	runCollector(t, gcSkipShare)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for range 16 {
+			sink = make([]byte, 64<<10)
+		}
+		_, _, a, f := readGC()
+		if f != forced {
+			t.Fatalf("the early collector started a collection at its skip share (%d of Go's since the start)", a-automatic)
+		}
+		if a >= automatic+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Go collected %d times in 20s, want 3", a-automatic)
+		}
+	}
+	runtime.KeepAlive(live)
+}
+
 func TestEarlyCollectionsStopWithTheContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -90,17 +130,30 @@ func TestEarlyCollectionsStopWithTheContext(t *testing.T) {
 }
 
 func TestValidateGCStart(t *testing.T) {
-	for _, ok := range []float64{0, 0.01, DefaultGCStart, 0.6, 0.99} {
+	for _, ok := range []float64{0, DefaultGCStart, minGCStart, 0.6, maxGCStart} {
 		if err := ValidateGCStart(ok); err != nil {
 			t.Errorf("ValidateGCStart(%v) = %v, want nil", ok, err)
 		}
 	}
-	for _, bad := range []float64{-0.5, 1, 2, math.NaN(), math.Inf(1)} {
+	for _, bad := range []float64{-0.5, 0.01, 0.66, 0.99, 1, 2, math.NaN(), math.Inf(1)} {
 		if err := ValidateGCStart(bad); err == nil {
 			t.Errorf("ValidateGCStart(%v) = nil, want an error", bad)
 		}
 		if err := StartEarlyCollections(context.Background(), bad, slog.New(slog.DiscardHandler)); err == nil {
 			t.Errorf("StartEarlyCollections(%v) = nil, want an error", bad)
+		}
+	}
+}
+
+func TestValidateDecisionLogSampleRate(t *testing.T) {
+	for _, ok := range []float64{0, 0.5, 1} {
+		if err := ValidateDecisionLogSampleRate(ok); err != nil {
+			t.Errorf("ValidateDecisionLogSampleRate(%v) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []float64{-0.1, 1.5, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if err := ValidateDecisionLogSampleRate(bad); err == nil {
+			t.Errorf("ValidateDecisionLogSampleRate(%v) = nil, want an error", bad)
 		}
 	}
 }

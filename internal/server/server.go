@@ -211,12 +211,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.recorder = audit.NewRecorder(auditLog, logger)
 	s.authz = authz.New(eng, s.recorder, s.versions, logger, cfg.Limits)
 
-	if cfg.DecisionLogSampleRate < 0 || cfg.DecisionLogSampleRate > 1 {
+	if err := ValidateDecisionLogSampleRate(cfg.DecisionLogSampleRate); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("decision log sample rate %v must be between 0 and 1", cfg.DecisionLogSampleRate)
+		return nil, err
 	}
 	if cfg.DecisionLogSampleRate > 0 {
 		s.decisions = httpapi.NewDecisionLog(logger.With("log", "decisions"), cfg.DecisionLogSampleRate, 4096, m.Registry)
+		if !logger.Enabled(ctx, slog.LevelInfo) {
+			logger.Warn("the decision log is on, but its lines are logged at info, below the log level; nothing will be logged")
+		}
 	}
 
 	if err := s.openGrants(cfg); err != nil {
@@ -368,4 +371,13 @@ func everyTick(ctx context.Context, interval time.Duration, fn func()) {
 // Reconcile settles abandoned audit events at once, for tests and the CLI.
 func (s *Server) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
 	return s.recorder.Reconcile(ctx, grace, s.authz.InPlace)
+}
+
+// ValidateDecisionLogSampleRate reports whether rate is a valid share of
+// check decisions to log: from 0 (off) to 1 (every decision).
+func ValidateDecisionLogSampleRate(rate float64) error {
+	if !(rate >= 0 && rate <= 1) {
+		return fmt.Errorf("decision log sample rate %v: use a share from 0 (off) to 1 (every decision)", rate)
+	}
+	return nil
 }
