@@ -20,28 +20,21 @@ func TestServeConfigKeepsTheDecisionLogRate(t *testing.T) {
 	}
 }
 
-func TestServeRejectsABadGCStart(t *testing.T) {
-	for _, value := range []string{"0.01", "0.9", "1", "1.5", "-0.1", "NaN", "Inf"} {
-		cmd := newRootCommand()
-		cmd.SetArgs([]string{"serve", "--gc-start", value, "--http-addr", "127.0.0.1:0"})
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // a serve that got past the check stops at once
-		err := cmd.ExecuteContext(ctx)
-		if err == nil || !strings.Contains(err.Error(), "--gc-start") {
-			t.Errorf("serve --gc-start %s: error %v, want one that names --gc-start", value, err)
-		}
+func TestServeRejectsBadFlagValues(t *testing.T) {
+	cases := map[string][]string{
+		"--gc-start":                 {"0.01", "0.9", "1", "1.5", "-0.1", "NaN", "Inf"},
+		"--decision-log-sample-rate": {"-0.1", "1.5", "NaN", "Inf"},
 	}
-}
-
-func TestServeRejectsABadDecisionLogRate(t *testing.T) {
-	for _, value := range []string{"-0.1", "1.5", "NaN", "Inf"} {
-		cmd := newRootCommand()
-		cmd.SetArgs([]string{"serve", "--decision-log-sample-rate", value, "--http-addr", "127.0.0.1:0"})
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // a serve that got past the check stops at once
-		err := cmd.ExecuteContext(ctx)
-		if err == nil || !strings.Contains(err.Error(), "--decision-log-sample-rate") {
-			t.Errorf("serve --decision-log-sample-rate %s: error %v, want one that names the flag", value, err)
+	for flag, values := range cases {
+		for _, value := range values {
+			cmd := newRootCommand()
+			cmd.SetArgs([]string{"serve", flag, value, "--http-addr", "127.0.0.1:0"})
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // a serve that got past the check stops at once
+			err := cmd.ExecuteContext(ctx)
+			if err == nil || !strings.Contains(err.Error(), flag) {
+				t.Errorf("serve %s %s: error %v, want one that names the flag", flag, value, err)
+			}
 		}
 	}
 }

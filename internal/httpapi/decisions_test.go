@@ -68,7 +68,7 @@ func TestDecisionLogSkipsAboveInfo(t *testing.T) {
 	l := NewDecisionLog(logger, 1, 8, prometheus.NewRegistry())
 	l.Record(Decision{Time: time.Now(), RequestID: "req-1", Permission: "view", Allowed: true})
 	if n := len(l.queue); n != 0 {
-		t.Errorf("queue holds %d decisions that a warn-level log would never write, want 0", n)
+		t.Errorf("queue contains %d decisions that a warn-level log would never write, want 0", n)
 	}
 }
 

@@ -402,7 +402,8 @@ func ratio(a, b time.Duration) string {
 	return fmt.Sprintf("×%.2f", float64(a)/float64(b))
 }
 
-// describeGCStart says when the server process started its collections.
+// describeGCStart returns the report's phrase for when the server process
+// started its collections.
 func describeGCStart(start float64) string {
 	if start == 0 {
 		return "Go's own trigger (-gc-start 0)"

@@ -103,7 +103,7 @@ func serve(in io.Reader, out io.Writer, logger *slog.Logger) error {
 	if value := os.Getenv(serveGCStartEnv); value != "" {
 		var err error
 		if gcStart, err = strconv.ParseFloat(value, 64); err != nil {
-			return fmt.Errorf("%s=%q: %w", serveGCStartEnv, value, err)
+			return fmt.Errorf("invalid %s=%q: %w", serveGCStartEnv, value, err)
 		}
 	}
 	if err := server.StartEarlyCollections(context.Background(), gcStart, logger); err != nil {

@@ -44,9 +44,9 @@ const (
 	minGCStart = 0.1
 	maxGCStart = 0.65
 
-	// gcSkipShare is the share past which the collector does not start
-	// a collection: Go's own may have started, and runtime.GC would wait
-	// for it and then run a second one at once.
+	// gcSkipShare is the share past which the collector starts no
+	// collection, because Go's own may have started, and runtime.GC would
+	// wait for it and then run a second one at once.
 	gcSkipShare = 0.68
 )
 
@@ -55,7 +55,7 @@ const (
 // from minGCStart to maxGCStart.
 func ValidateGCStart(start float64) error {
 	if start != 0 && !(start >= minGCStart && start <= maxGCStart) {
-		return fmt.Errorf("gc start %v: use 0 (off) or a share from %v to %v, such as 0.6", start, minGCStart, maxGCStart)
+		return fmt.Errorf("invalid gc start %v: use 0 (off) or a share from %v to %v, such as 0.6", start, minGCStart, maxGCStart)
 	}
 	return nil
 }
@@ -77,7 +77,7 @@ func StartEarlyCollections(ctx context.Context, start float64, logger *slog.Logg
 		return nil
 	}
 	go collectEarly(ctx, start, gcPollInterval)
-	logger.Info("garbage collections start early", "gc_start", start)
+	logger.Info("early garbage collections started", "gc_start", start)
 	return nil
 }
 
@@ -113,7 +113,7 @@ func collectEarly(ctx context.Context, start float64, interval time.Duration) {
 		runway, grown := float64(goal-live), float64(allocated-base)
 		if grown >= start*runway && grown < gcSkipShare*runway {
 			// runtime.GC returns once the collection and its sweep are
-			// done; the next read finds the new count and starts over.
+			// done. The next read then finds the new count and starts over.
 			runtime.GC()
 		}
 	})

@@ -218,7 +218,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DecisionLogSampleRate > 0 {
 		s.decisions = httpapi.NewDecisionLog(logger.With("log", "decisions"), cfg.DecisionLogSampleRate, 4096, m.Registry)
 		if !logger.Enabled(ctx, slog.LevelInfo) {
-			logger.Warn("the decision log is on, but its lines are logged at info, below the log level; nothing will be logged")
+			logger.Warn("the decision log writes at info, which the log level hides, so no decision will be logged; use --log-level info or debug")
 		}
 	}
 
@@ -377,7 +377,7 @@ func (s *Server) Reconcile(ctx context.Context, grace time.Duration) (int, error
 // check decisions to log: from 0 (off) to 1 (every decision).
 func ValidateDecisionLogSampleRate(rate float64) error {
 	if !(rate >= 0 && rate <= 1) {
-		return fmt.Errorf("decision log sample rate %v: use a share from 0 (off) to 1 (every decision)", rate)
+		return fmt.Errorf("invalid decision log sample rate %v: use a share from 0 (off) to 1 (every decision)", rate)
 	}
 	return nil
 }
